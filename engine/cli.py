@@ -1,0 +1,152 @@
+"""The ``portability`` command: demo, export, datamap check, world build."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from engine.datamap import DEFAULT_DATAMAP, ConfigError, DataMapError, load_datamap
+from engine.export import ExportFailed, ExportResult, run_export
+from engine.request import FORMATS, ExportRequest, Identity, RequestError, new_request_id
+from exporters.delivery import LocalFolderDelivery
+
+DEFAULT_OUT = Path("var/exports")
+DEFAULT_STAGING = Path("var/staging")
+
+
+def progress_printer(stream=sys.stderr):  # noqa: ANN001, ANN201
+    """Progress lines on stderr: stage names and counts, never data."""
+
+    def show(stage: str, done: int, total: int) -> None:
+        stream.write(f"  [{done}/{total}] {stage}\n" if total > 1 else f"  {stage}\n")
+        stream.flush()
+
+    return show
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            env[k.strip()] = v.strip()
+    return env
+
+
+def print_result(result: ExportResult) -> None:
+    click.echo(f"archive: {result.delivered.location}")
+    click.echo(f"  {result.delivered.bytes} bytes, sha256 {result.delivered.sha256}")
+    m = result.manifest
+    click.echo(f"  {m['statement']}")
+    for s in m["sources"]:
+        what = f"{s['records']} records" if s["status"] == "found" else s["status"]
+        click.echo(f"  {s['system'] + '.' + s['entity']:<28} -> {s['dataset']:<24} {what}")
+    if m["customer_files"]["count"]:
+        cf = m["customer_files"]
+        click.echo(f"  customer files: {cf['count']} ({cf['bytes']} bytes)")
+    for n in m["notices"]:
+        click.echo(f"  notice: {n['code']}")
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@contextmanager
+def world_services(world: Path | None) -> Iterator[Mapping[str, str]]:
+    """Environment for a demo world: its world.env, and its payment provider running."""
+    if world is None:
+        yield os.environ
+        return
+    from demo_world.session import running_world
+
+    with running_world(world) as env:
+        yield {**os.environ, **env}
+
+
+def export_one(request: ExportRequest, datamap: Path, out: Path, staging: Path,
+               env: Mapping[str, str], quiet: bool = False) -> ExportResult:
+    try:
+        dm = load_datamap(datamap)
+        return run_export(request, dm, LocalFolderDelivery(out), staging_root=staging, env=env,
+                          progress=None if quiet else progress_printer())
+    except (DataMapError, ConfigError) as err:
+        fail(str(err))
+    except ExportFailed as err:
+        fail(str(err), code=1)
+    raise AssertionError("unreachable")
+
+
+@click.group()
+def main() -> None:
+    """Find everything held about a person and deliver it as a verified archive."""
+
+
+@main.command()
+@click.option("--email", help="the subject's email address")
+@click.option("--email-sha256", help="SHA-256 (hex) of the subject's lower-cased email")
+@click.option("--customer-id", help="the subject's customer number")
+@click.option("--type", "request_type", type=click.Choice(["access", "portability"]),
+              default="access", show_default=True)
+@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
+              help="comma-separated: json, csv, parquet")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+@click.option("--datamap", type=click.Path(path_type=Path), default=DEFAULT_DATAMAP,
+              show_default=True)
+@click.option("--env-file", type=click.Path(exists=True, path_type=Path),
+              help="NAME=value lines for the data map's variables")
+@click.option("--world", type=click.Path(exists=True, path_type=Path),
+              help="a demo world folder: use its settings and run its payment provider")
+@click.option("--request-id", help="opaque id (default: a new UUID)")
+@click.option("--as-of", help="RFC 3339 time the export is labelled with (default: now)")
+@click.option("--staging", type=click.Path(path_type=Path), default=DEFAULT_STAGING,
+              show_default=True)
+def export(email: str | None, email_sha256: str | None, customer_id: str | None,
+           request_type: str, formats: str, out: Path, datamap: Path, env_file: Path | None,
+           world: Path | None, request_id: str | None, as_of: str | None,
+           staging: Path) -> None:
+    """Export one person's data by email, hashed email or customer id."""
+    idents = [Identity(t, v) for t, v in (("email", email), ("email_sha256", email_sha256),
+                                          ("controller_customer_id", customer_id)) if v]
+    try:
+        when = (datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of
+                else datetime.now(UTC).replace(microsecond=0))
+        request = ExportRequest(request_id or new_request_id(), request_type,  # type: ignore[arg-type]
+                                tuple(idents), tuple(f.strip() for f in formats.split(",")),
+                                when)
+    except (RequestError, ValueError) as err:
+        fail(f"bad request: {err}")
+    click.echo(f"export {request.request_id} ({request.request_type})", err=True)
+    with world_services(world) as env:
+        base = {**env, **read_env_file(env_file)} if env_file else env
+        print_result(export_one(request, datamap, out, staging, base))
+
+
+@main.group()
+def datamap() -> None:
+    """Inspect the data map."""
+
+
+@datamap.command("check")
+@click.argument("path", type=click.Path(path_type=Path), default=DEFAULT_DATAMAP)
+def datamap_check(path: Path) -> None:
+    """Check a data map without touching any source."""
+    try:
+        dm = load_datamap(path)
+    except DataMapError as err:
+        fail(str(err))
+    n = len(dm.entities())
+    click.echo(f"{path}: valid (version {dm.version}, {len(dm.systems)} systems, {n} entities, "
+               f"datasets: {', '.join(dm.datasets())})")
+
+
+if __name__ == "__main__":
+    main()

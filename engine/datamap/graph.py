@@ -1,0 +1,45 @@
+"""The order in which entities are read: an entity after every entity yielding its keys."""
+
+from __future__ import annotations
+
+from engine.datamap.model import DataMap, Entity
+
+
+class CycleError(ValueError):
+    pass
+
+
+def entity_order(dm: DataMap) -> list[Entity]:
+    """Entities in dependency order (stable: data map order among equals).
+
+    An entity that matches on key ``k`` comes after every *other* entity that yields
+    ``k``, and an entity redacting free text after the entities that give the
+    subject's own values. Directory-only entities are left out. A cycle is refused.
+    """
+    entities = [e for e in dm.entities() if not e.directory_only]
+    providers: dict[str, list[Entity]] = {}
+    for e in entities:
+        for k in e.yields:
+            providers.setdefault(k, []).append(e)
+    deps = {
+        e.ref: {p.ref for m in e.match for p in providers.get(m.key, []) if p.ref != e.ref}
+        for e in entities
+    }
+    # Redacting free text needs the subject's own values first (their name is not redacted).
+    own = {d for d, _ in dm.redaction.own_values}
+    for e in entities:
+        if any(f.transform == "redact_others" for f in e.fields):
+            deps[e.ref] |= {o.ref for o in entities if o.dataset in own and o.ref != e.ref}
+    ordered: list[Entity] = []
+    done: set[str] = set()
+    pending = list(entities)
+    while pending:
+        ready = [e for e in pending if deps[e.ref] <= done]
+        if not ready:
+            names = ", ".join(e.ref for e in pending)
+            raise CycleError(f"entities depend on each other's keys in a cycle: {names}")
+        for e in ready:
+            ordered.append(e)
+            done.add(e.ref)
+        pending = [e for e in pending if e.ref not in done]
+    return ordered

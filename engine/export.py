@@ -1,0 +1,127 @@
+"""One export, end to end: resolve, extract, check, pack, deliver, clean up.
+
+Nothing is delivered unless every source was read and every record met its schema.
+The staging area is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.connectors.base import Connector, SourceError
+from engine.connectors.registry import build_connector
+from engine.datamap import DataMap, resolve_connection
+from engine.extract import Extraction, Extractor, Progress, SourceOutcome, Violation
+from engine.manifest import build_manifest
+from engine.notices import notices_for
+from engine.request import ExportRequest
+from engine.schemas import SchemaRegistry
+from engine.staging import Staging
+from exporters.delivery import Delivered, Delivery
+from exporters.package import DatasetInput, FileInput, pack
+
+DEFAULT_REGISTER = Path(__file__).resolve().parent.parent / "config" / "processing-register.yaml"
+
+
+class ExportFailed(RuntimeError):
+    """The export stopped; nothing was delivered. The message holds no personal data."""
+
+    def __init__(self, reason: str, *, outcomes: list[SourceOutcome] | None = None,
+                 violations: list[Violation] | None = None) -> None:
+        self.reason = reason
+        self.outcomes = outcomes or []
+        self.violations = violations or []
+        lines = [reason]
+        lines += [f"  {v.entity} -> {v.dataset}.{v.field}: rule {v.rule} broken by "
+                  f"{v.count} record(s)" for v in self.violations]
+        super().__init__("\n".join(lines))
+
+    @property
+    def failed_sources(self) -> list[str]:
+        return [o.entity for o in self.outcomes if o.status == "failed"]
+
+
+@dataclass
+class ExportResult:
+    request_id: str
+    delivered: Delivered
+    manifest: dict[str, Any]
+    outcomes: list[SourceOutcome] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        return sum(d["records"] for d in self.manifest["datasets"])
+
+
+def open_connectors(dm: DataMap, env: Mapping[str, str] | None = None) -> dict[str, Connector]:
+    """Connectors for every system; configuration errors surface before any query."""
+    options = {s.name: resolve_connection(s, env) for s in dm.systems}
+    return {s.name: build_connector(s.name, s.kind, options[s.name]) for s in dm.systems}
+
+
+def run_export(
+    request: ExportRequest,
+    datamap: DataMap,
+    delivery: Delivery,
+    *,
+    staging_root: Path,
+    schemas: SchemaRegistry | None = None,
+    connectors: Mapping[str, Connector] | None = None,
+    env: Mapping[str, str] | None = None,
+    register_path: Path = DEFAULT_REGISTER,
+    progress: Progress | None = None,
+) -> ExportResult:
+    schemas = schemas or SchemaRegistry()
+    register = yaml.safe_load(register_path.read_text(encoding="utf-8"))
+    own_connectors = connectors is None
+    conns = open_connectors(datamap, env) if connectors is None else connectors
+    staging = Staging(staging_root, request.request_id)
+    extractor = Extractor(request, datamap, schemas, conns, staging, progress)
+    try:
+        try:
+            extraction = extractor.run()
+        except SourceError as err:
+            raise ExportFailed(f"export {request.request_id} stopped: {err}; nothing delivered",
+                               outcomes=extractor.result.outcomes) from None
+        if extraction.violations:
+            raise ExportFailed(
+                f"export {request.request_id} stopped: records failed their schema; "
+                "nothing delivered", outcomes=extraction.outcomes,
+                violations=extraction.violations)
+        if progress:
+            progress("packing archive", 0, 1)
+        archive = staging.path / "archive.zip"
+        _, manifest = _pack(request, datamap, schemas, extraction, staging, archive, register)
+        delivered = delivery.deliver(archive, f"{request.request_id}.zip")
+        if progress:
+            progress("delivered", 1, 1)
+        return ExportResult(request.request_id, delivered, manifest, extraction.outcomes)
+    finally:
+        staging.cleanup()
+        if own_connectors:
+            for c in conns.values():
+                c.close()
+
+
+def _pack(request: ExportRequest, dm: DataMap, schemas: SchemaRegistry, ex: Extraction,
+          staging: Staging, archive: Path, register: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    datasets = []
+    for name in dm.datasets():
+        if not ex.records.get(name):
+            continue
+        s = schemas[name]
+        datasets.append(DatasetInput(
+            name, s.document.get("title", name), s.document.get("description", ""),
+            s.file_name, s.document, s.compiled.arrow_schema, staging.staged_files(name)))
+    files = [FileInput(f.archive_path, staging.path / f.archive_path, f.size) for f in ex.files]
+    notices = notices_for(staging, request.as_of)
+    notes = {s.name: s.source_note for s in dm.systems if s.source_note}
+    return pack(
+        archive, as_of=request.as_of, formats=request.formats, datasets=datasets, files=files,
+        manifest=lambda data_files: build_manifest(request, dm, schemas, ex, data_files, notices),
+        register=register, source_notes=notes, package_name="personal-data-export")

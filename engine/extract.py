@@ -1,0 +1,237 @@
+"""Finding the subject in every source: keys flow along the data map's graph.
+
+Request identities seed keys (email, customer number ...); each entity, read in
+dependency order, is looked up by the keys it matches on and yields new keys for the
+entities after it (person -> accounts -> payment customer -> events and objects). Each
+batch is normalized, checked against its dataset schema and staged. Nothing here logs
+or raises with a value: reports carry names and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.connectors.base import Connector, Lookup, SourceError
+from engine.datamap.graph import entity_order
+from engine.datamap.model import DataMap, Entity
+from engine.normalize.mapping import normalize_batch
+from engine.normalize.redact import Redactor
+from engine.request import ExportRequest
+from engine.schemas import SchemaRegistry
+from engine.staging import Staging
+from exporters.safe_names import SafeNamer
+
+Progress = Callable[[str, int, int], None]
+
+_NORMALIZERS = {"casefold": lambda v: v.strip().casefold(), "hex_lower": lambda v: v.strip().lower(),
+                "trim": lambda v: v.strip()}
+
+
+@dataclass
+class SourceOutcome:
+    entity: str  # system.entity
+    system: str
+    dataset: str
+    status: str = "none"  # found | none | failed
+    records: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Violation:
+    entity: str
+    dataset: str
+    field: str
+    rule: str
+    count: int
+
+
+@dataclass
+class StagedFile:
+    archive_path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Extraction:
+    outcomes: list[SourceOutcome] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    records: dict[str, int] = field(default_factory=dict)  # dataset -> records
+    files: list[StagedFile] = field(default_factory=list)
+    redactions: int = 0
+
+    @property
+    def failed(self) -> list[SourceOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+class Extractor:
+    def __init__(
+        self,
+        request: ExportRequest,
+        datamap: DataMap,
+        schemas: SchemaRegistry,
+        connectors: Mapping[str, Connector],
+        staging: Staging,
+        progress: Progress | None = None,
+    ) -> None:
+        self.request = request
+        self.dm = datamap
+        self.schemas = schemas
+        self.connectors = connectors
+        self.staging = staging
+        self.progress = progress or (lambda *_: None)
+        self.keys: dict[str, set[str]] = {}
+        self.own: dict[tuple[str, str], set[str]] = {k: set() for k in datamap.redaction.own_values}
+        self.namer = SafeNamer("files")
+        self._redactor: Redactor | None = None
+        self.result = Extraction()
+
+    def seed(self) -> None:
+        for ident in self.request.identities:
+            spec = self.dm.identities.get(ident.type)
+            if spec is None:
+                continue
+            norm = _NORMALIZERS.get(spec.normalize or "trim", _NORMALIZERS["trim"])
+            self.keys.setdefault(spec.key, set()).add(norm(ident.value))
+            if ident.type == "email":
+                self.own.setdefault(("personal", "email"), set()).add(ident.value.strip())
+
+    def run(self) -> Extraction:
+        """Read every entity once; a source error stops the run (the caller delivers nothing)."""
+        self.seed()
+        order = entity_order(self.dm)
+        for i, entity in enumerate(order):
+            self.progress(f"reading {entity.ref}", i, len(order))
+            outcome = SourceOutcome(entity.ref, entity.system, entity.dataset or "")
+            self.result.outcomes.append(outcome)
+            try:
+                self._read(entity, outcome)
+            except SourceError as err:
+                outcome.status, outcome.error = "failed", str(err)
+                raise
+        self.progress("sources read", len(order), len(order))
+        self.staging.finish()
+        self.result.redactions = self._redactor.redactions if self._redactor else 0
+        return self.result
+
+    def _lookups(self, entity: Entity) -> list[Lookup]:
+        out = []
+        for m in entity.match:
+            values = self.keys.get(m.key, set())
+            if m.casefold:
+                values = {v.casefold() for v in values}
+            if values:
+                out.append(Lookup(m.column, sorted(values), m.casefold))
+        return out
+
+    def _read(self, entity: Entity, outcome: SourceOutcome) -> None:
+        lookups = self._lookups(entity)
+        if not lookups:
+            return
+        assert entity.dataset is not None
+        schema = self.schemas[entity.dataset]
+        connector = self.connectors[entity.system]
+        columns = entity.source_columns()
+        seen: set[object] | None = set() if len(lookups) > 1 and entity.primary_key else None
+        for lookup in lookups:
+            for batch in connector.fetch(entity.options, lookup, columns):
+                if seen is not None:
+                    batch = _drop_seen(batch, entity.primary_key or "", seen)
+                if batch.num_rows == 0:
+                    continue
+                self._collect_keys(entity, batch)
+                if entity.files:
+                    batch = self._stage_files(entity, connector, batch)
+                norm, failures = normalize_batch(batch, entity, schema,
+                                                 self.request.request_type, self._redactor_for(entity))
+                bad = [Violation(entity.ref, entity.dataset, f.field, f.rule, f.count)
+                       for f in failures]
+                bad += [Violation(entity.ref, entity.dataset, v.field, v.rule, v.count)
+                        for v in schema.compiled.validate(norm)]
+                if bad:
+                    self.result.violations.extend(bad)
+                    continue
+                self._collect_own(entity.dataset, norm)
+                self.staging.write(entity.dataset, entity.ref, norm)
+                outcome.records += norm.num_rows
+                self.result.records[entity.dataset] = (
+                    self.result.records.get(entity.dataset, 0) + norm.num_rows)
+        outcome.status = "found" if outcome.records else "none"
+
+    def _collect_keys(self, entity: Entity, batch: pa.RecordBatch) -> None:
+        for key, column in entity.yields.items():
+            values = pc.unique(pc.drop_null(batch.column(column))).cast(pa.string())
+            self.keys.setdefault(key, set()).update(v for v in values.to_pylist() if v)
+
+    def _collect_own(self, dataset: str, batch: pa.RecordBatch) -> None:
+        for (ds, fname), values in self.own.items():
+            if ds == dataset and fname in batch.schema.names:
+                values.update(v for v in batch.column(fname).to_pylist() if v)
+
+    def _redactor_for(self, entity: Entity) -> Redactor | None:
+        if not any(f.transform == "redact_others" for f in entity.fields):
+            return None
+        if self._redactor is None:
+            own = self.own
+            pick = lambda f: {v for (_, fn), vs in own.items() if fn == f for v in vs}  # noqa: E731
+            self._redactor = Redactor(pick("email"), pick("phone"), pick("full_name"),
+                                      self._name_lookup())
+        return self._redactor
+
+    def _name_lookup(self) -> Callable[[list[str]], set[str]] | None:
+        nd = self.dm.redaction.name_directory
+        if nd is None:
+            return None
+        system, entity_name, column = nd
+        entity = self.dm.entity(system, entity_name)
+        connector = self.connectors[system]
+
+        def lookup(candidates: list[str]) -> set[str]:
+            found: set[str] = set()
+            for batch in connector.fetch(entity.options, Lookup(column, candidates), [column]):
+                found.update(v for v in batch.column(0).to_pylist() if v)
+            return found
+
+        return lookup
+
+    def _stage_files(self, entity: Entity, connector: Connector,
+                     batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Copy each listed object into staging under its safe archive name, hashing it."""
+        paths, sizes, hashes = [], [], []
+        for owner, rel, key in zip(batch.column("owner").to_pylist(),
+                                   batch.column("relative_key").to_pylist(),
+                                   batch.column("key").to_pylist(), strict=True):
+            arc = self.namer.name_for(f"{owner}/{rel}")
+            target = self.staging.path / arc
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            h, size = hashlib.sha256(), 0
+            with connector.open(entity.options, key) as src, open(target, "wb") as dst:  # type: ignore[attr-defined]
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+            paths.append(arc)
+            sizes.append(size)
+            hashes.append(h.hexdigest())
+            self.result.files.append(StagedFile(arc, size, h.hexdigest()))
+        extra = {"archive_path": pa.array(paths, pa.string()),
+                 "size_bytes": pa.array(sizes, pa.int64()),
+                 "sha256": pa.array(hashes, pa.string())}
+        cols = {n: batch.column(n) for n in batch.schema.names} | extra
+        return pa.RecordBatch.from_arrays(list(cols.values()), names=list(cols))
+
+
+def _drop_seen(batch: pa.RecordBatch, pk: str, seen: set[object]) -> pa.RecordBatch:
+    keys = batch.column(pk).to_pylist()
+    keep = []
+    for k in keys:
+        keep.append(k not in seen)
+        seen.add(k)
+    return batch.filter(pa.array(keep)) if not all(keep) else batch

@@ -1,0 +1,77 @@
+"""An export request: who (identities), what (access or portability), how (formats)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+RequestType = Literal["access", "portability"]
+REQUEST_TYPES: tuple[str, ...] = ("access", "portability")
+FORMATS: tuple[str, ...] = ("json", "csv", "parquet")
+IDENTITY_TYPES: tuple[str, ...] = ("email", "email_sha256", "controller_customer_id")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class RequestError(ValueError):
+    """The request is malformed. The message names what is wrong, never the value."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    type: str
+    value: str = field(repr=False)  # personal data: never in repr, logs or messages
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    request_id: str
+    request_type: RequestType
+    identities: tuple[Identity, ...] = field(repr=False)
+    formats: tuple[str, ...] = FORMATS
+    as_of: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def __post_init__(self) -> None:
+        if not _REQUEST_ID.match(self.request_id or ""):
+            raise RequestError("request id must be 1-128 characters of letters, digits, "
+                               "'.', '_' or '-', starting with a letter or digit")
+        if self.request_type not in REQUEST_TYPES:
+            raise RequestError(f"request type must be one of {', '.join(REQUEST_TYPES)}")
+        if not self.identities:
+            raise RequestError("a request needs at least one identity")
+        for i, ident in enumerate(self.identities, 1):
+            _check_identity(i, ident)
+        if not self.formats or any(f not in FORMATS for f in self.formats):
+            raise RequestError(f"formats must be a non-empty selection of {', '.join(FORMATS)}")
+        if self.as_of.tzinfo is None:
+            raise RequestError("as_of must carry a time zone")
+
+
+def _check_identity(i: int, ident: Identity) -> None:
+    where = f"identity {i} ({ident.type})"
+    if ident.type not in IDENTITY_TYPES:
+        raise RequestError(f"identity {i}: type must be one of {', '.join(IDENTITY_TYPES)}")
+    v = ident.value.strip() if isinstance(ident.value, str) else ""
+    if not v or len(v) > 320:
+        raise RequestError(f"{where}: value must be 1-320 characters")
+    if ident.type == "email" and not _EMAIL.match(v):
+        raise RequestError(f"{where}: not an email address")
+    if ident.type == "email_sha256" and not _SHA256.match(v):
+        raise RequestError(f"{where}: not a SHA-256 hex digest (64 hex digits)")
+
+
+def email_sha256(email: str) -> str:
+    """The hash under which an email is matched: SHA-256 of the trimmed, lower-cased address."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def new_request_id() -> str:
+    """An opaque id: random, carrying nothing about the subject."""
+    import uuid
+
+    return str(uuid.uuid4())

@@ -1,0 +1,61 @@
+"""Delivery: handing a finished archive over. Local folder now; S3 behind the same interface.
+
+A delivery is all or nothing: the archive appears under its final name only once it is
+complete (written to a hidden temporary name, flushed, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Delivered:
+    location: str
+    bytes: int
+    sha256: str
+
+
+class Delivery(Protocol):
+    def deliver(self, archive: Path, name: str) -> Delivered:
+        """Hand over ``archive`` under ``name``; raise if it cannot be done whole."""
+        ...
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalFolderDelivery:
+    """Archives in a folder readable by its owner only (folder 0700, files 0600)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def deliver(self, archive: Path, name: str) -> Delivered:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.folder, 0o700)
+        final = self.folder / name
+        tmp = self.folder / f".{name}.partial"
+        try:
+            with open(archive, "rb") as src, os.fdopen(
+                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
+            ) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return Delivered(str(final), final.stat().st_size, file_sha256(final))
