@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -128,6 +129,58 @@ def export(email: str | None, email_sha256: str | None, customer_id: str | None,
     with world_services(world) as env:
         base = {**env, **read_env_file(env_file)} if env_file else env
         print_result(export_one(request, datamap, out, staging, base))
+
+
+def _world(out: Path, seed: int, size: str, sql_url: str | None = None) -> dict:
+    """Build a demo world into ``out`` unless the same seed and size are already there."""
+    from demo_world.build import build_world
+
+    meta = out / "world.json"
+    if meta.exists() and sql_url is None:
+        info = json.loads(meta.read_text())
+        if info.get("seed") == seed and info.get("size") == size:
+            return info
+    click.echo(f"building the {size} demo world (seed {seed}) in {out}", err=True)
+    build_world(out, seed=seed, size=size, sql_url=sql_url, progress=progress_printer())
+    return json.loads(meta.read_text())
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
+              show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--type", "request_type", type=click.Choice(["access", "portability"]),
+              default="access", show_default=True)
+def demo(out: Path, seed: int, request_type: str) -> None:
+    """Build the demo world and export one person end to end."""
+    from demo_world.session import running_world
+
+    info = _world(out / "world", seed, "demo")
+    email = info["edge_cases"]["multi_account"]["emails"][0]
+    request = ExportRequest(new_request_id(), request_type,  # type: ignore[arg-type]
+                            (Identity("email", email),))
+    click.echo(f"export {request.request_id} ({request_type}) of a demo person", err=True)
+    with running_world(out / "world") as env:
+        result = export_one(request, DEFAULT_DATAMAP, out / "exports", out / "staging",
+                            {**os.environ, **env})
+    print_result(result)
+
+
+@main.group()
+def world() -> None:
+    """The demo world: Infuze Cloud's source systems, generated."""
+
+
+@world.command("build")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo/world"),
+              show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--size", type=click.Choice(["demo", "large"]), default="demo", show_default=True)
+@click.option("--sql-url", help="load the CRM into this database instead of SQLite")
+def world_build(out: Path, seed: int, size: str, sql_url: str | None) -> None:
+    """Build (or rebuild) a demo world."""
+    info = _world(out, seed, size, sql_url)
+    click.echo(f"world in {out}: {json.dumps(info.get('counts', {}))}")
 
 
 @main.group()

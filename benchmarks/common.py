@@ -1,0 +1,32 @@
+"""Shared helpers for benchmarks: figures printed, never asserted."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "var" / "bench"
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    s = sorted(samples_ms)
+    q = statistics.quantiles(s, n=100, method="inclusive")
+    return {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "max_ms": round(s[-1], 1),
+            "n": len(s)}
+
+
+def world(size: str, seed: int = 7) -> Path:
+    """A demo world of that size under var/bench, built once and reused."""
+    from demo_world.build import build_world
+
+    root = BENCH_DIR / f"world-{size}"
+    meta = root / "world.json"
+    if meta.exists():
+        info = json.loads(meta.read_text())
+        if info.get("seed") == seed and info.get("size") == size:
+            return root
+    print(f"building the {size} world in {root} (once)", flush=True)
+    build_world(root, seed=seed, size=size)
+    return root

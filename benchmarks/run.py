@@ -1,0 +1,48 @@
+"""``make bench``: run every benchmark and record the figures in BENCHMARKS.md.
+
+Figures, not tests: nothing here fails on a slow machine. Builds the large world
+(1,000,000 people, 10,000,000 events) once under var/bench.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+
+from benchmarks import bench_latency, bench_memory, bench_validate
+from benchmarks.common import ROOT
+
+GOALS = {
+    "single-subject export latency": "p50 <= 50 ms",
+    "validation": ">= 500,000 records/s",
+    "peak memory, 1 GB of customer files": "<= 300 MB",
+}
+
+
+def main() -> None:
+    figures = [bench_validate.main(), bench_latency.main(), bench_memory.main()]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks", "",
+        "Recorded by `make bench` (`python -m benchmarks.run`). Figures, not timed tests.",
+        f"Last run: {stamp} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}.", "",
+        "| benchmark | goal | figures |", "|---|---|---|",
+    ]
+    for f in figures:
+        name = f.get("benchmark", "")
+        goal = next((g for k, g in GOALS.items() if name.startswith(k)), "")
+        rest = {k: v for k, v in f.items() if k != "benchmark"}
+        lines.append(f"| {name} | {goal} | `{json.dumps(rest)}` |")
+    path = ROOT / "BENCHMARKS.md"
+    notes = ""
+    if path.exists() and "\n## Notes" in path.read_text():
+        notes = path.read_text().split("\n## Notes", 1)[1]
+    path.write_text("\n".join(lines) + "\n" + ("\n## Notes" + notes if notes else ""))
+    print(f"recorded in {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The installed ``portability`` command, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from engine.datamap import DEFAULT_DATAMAP
+from tests.world_fixtures import Demo, demo  # noqa: F401
+
+CLI = str(Path(sys.executable).parent / "portability")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_datamap_check_accepts_the_shipped_map() -> None:
+    r = run("datamap", "check")
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout
+
+
+def test_datamap_check_refuses_a_malformed_map(tmp_path: Path) -> None:
+    bad = tmp_path / "map.yaml"
+    bad.write_text(DEFAULT_DATAMAP.read_text().replace("provenance: provided", "provenance: x", 1))
+    r = run("datamap", "check", str(bad))
+    assert r.returncode == 2
+    assert str(bad) in r.stderr and "provenance" in r.stderr
+
+
+def test_export_refuses_a_malformed_map_before_any_query(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+    bad = tmp_path / "map.yaml"
+    text = DEFAULT_DATAMAP.read_text().replace("${CRM_DATABASE_URL}",
+                                               "postgresql://nobody@127.0.0.1:9/x")
+    bad.write_text(text.replace("table: accounts", "table: accounts\n        shoe: 1"))
+    r = run("export", "--email", "someone@example.org", "--datamap", str(bad),
+            "--out", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "systems.crm.entities.accounts" in r.stderr and "someone@" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_by_customer_id_from_a_demo_world(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+    cases = json.loads((demo.root / "world.json").read_text())["edge_cases"]
+    cust = cases["multi_account"]["customer_numbers"][0]
+    r = run("export", "--customer-id", cust, "--type", "portability", "--format", "csv,json",
+            "--world", str(demo.root), "--out", str(tmp_path / "out"),
+            "--staging", str(tmp_path / "staging"))
+    assert r.returncode == 0, r.stderr
+    path = next(line.split(": ", 1)[1] for line in r.stdout.splitlines()
+                if line.startswith("archive: "))
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    assert "data/personal.csv" in names and "data/personal.parquet" not in names
+    assert "reading crm.people" in r.stderr  # progress
+    assert cust not in r.stderr
