@@ -55,7 +55,7 @@ def test_formats_agree_and_read_with_other_tools(rich_archive: Path) -> None:
         duck = duckdb.sql(f"select count(*) from read_parquet('{data / (ds + '.parquet')}')")
         n = len(rows_json)
         assert n > 0, ds
-        assert pq_table.num_rows == n == len(csv_df) == duck.fetchone()[0]
+        assert pq_table.num_rows == n == len(csv_df) == duck.fetchall()[0][0]
         assert list(csv_df.columns) == list(rows_json[0]) == pq_table.schema.names
         # same ids in the same order in every format
         key = pq_table.schema.names[1]

@@ -33,6 +33,24 @@ def identifiers(demo: Demo) -> dict[str, set[str]]:  # noqa: F811
     return out
 
 
+def tokens(text: str) -> set[str]:
+    """Every email, word and run of up to four words in the text, case-folded.
+
+    An identifier (an email, an id, a login, a full name) is in the text exactly when it
+    is one of these, so each check is a set lookup rather than a scan.
+    """
+    low = text.casefold()
+    found = set(re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", low))
+    for run in re.findall(r"[\w.'’-]+(?:[ \t]+[\w.'’-]+)*", low):
+        words = run.split()
+        for n in range(1, 5):
+            for i in range(len(words) - n + 1):
+                found.add(" ".join(words[i:i + n]).strip(".,'’-"))
+                found.add(" ".join(words[i:i + n]))
+    found |= set(re.findall(r"\w+", low))
+    return found
+
+
 def person_ids_for(demo: Demo, email: str) -> set[str]:  # noqa: F811
     con = sqlite3.connect(demo.root / "crm.sqlite")
     return {p for (p,) in con.execute("select person_id from people where lower(email)=?",
@@ -51,7 +69,7 @@ def test_no_other_persons_identifiers_in_any_archive(demo: Demo, exporter: Expor
     for email in dict.fromkeys(subjects):
         own = person_ids_for(demo, email)
         text = archive_text(exporter.export(("email", email)).delivered.location)
-        low = text.casefold()
+        present = tokens(text)
         own_strings = {s.casefold() for p in own for s in ids[p]}
         for pid, strings in ids.items():
             if pid in own:
@@ -59,7 +77,7 @@ def test_no_other_persons_identifiers_in_any_archive(demo: Demo, exporter: Expor
             for s in strings:
                 if s.casefold() in own_strings:
                     continue  # the same value is also the subject's own (e.g. a shared name)
-                hit = re.search(r"(?<![\w])" + re.escape(s.casefold()) + r"(?![\w])", low)
-                assert not hit, f"an identifier of {pid} is in the archive of a subject"
+                assert s.casefold() not in present, \
+                    f"an identifier of {pid} is in the archive of a subject"
         checked += 1
     assert checked >= 25

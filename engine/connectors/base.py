@@ -39,6 +39,11 @@ class Lookup:
     values: Sequence[str]
     casefold: bool = False
 
+    def distinct(self) -> list[str]:
+        """The values as text, without duplicates, in order; lower-cased if ``casefold``."""
+        values = (str(v) for v in self.values)
+        return list(dict.fromkeys(v.lower() if self.casefold else v for v in values))
+
 
 class Connector(Protocol):
     """One source system."""

@@ -157,20 +157,19 @@ class SqlConnector:
         self, entity: Mapping[str, Any], lookup: Lookup, columns: Sequence[str]
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``columns`` of the rows whose ``lookup.column`` is one of the values."""
-        schema, table = self._table(entity)
+        schema, table = self.table_name(entity)
         label = f"entity {table!r}"
         if not columns:
             raise SourceError(self.name, f"{label}: no columns requested")
         for column in (*columns, lookup.column):
             check_identifier(self.name, column, "column")
-        values = list(dict.fromkeys(str(v) for v in lookup.values))
-        if lookup.casefold:
-            values = list(dict.fromkeys(v.lower() for v in values))
+        values = lookup.distinct()
         if not values:
             return iter(())
         return self._stream(schema, table, label, lookup, list(columns), values)
 
-    def _table(self, entity: Mapping[str, Any]) -> tuple[str | None, str]:
+    def table_name(self, entity: Mapping[str, Any]) -> tuple[str | None, str]:
+        """``(schema or None, table)`` of an entity, each a checked identifier."""
         name = entity.get("table")
         if not isinstance(name, str):
             raise SourceError(self.name, "entity has no 'table'")
@@ -181,12 +180,22 @@ class SqlConnector:
             check_identifier(self.name, part, "table")
         return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
-    def _reflect(
-        self, conn: sa.Connection, schema: str | None, table: str, label: str
+    def column_types(
+        self,
+        conn: sa.Connection,
+        schema: str | None,
+        table: str,
+        label: str,
+        needed: Sequence[str] = (),
     ) -> dict[str, sa.types.TypeEngine[Any]]:
+        """Column types of a table, reflected once (again if a needed column is new)."""
         key = (schema, table)
         with self._lock:
             known = self._columns.get(key)
+        if known is not None:
+            names = {n.lower() for n in known}
+            if any(c.lower() not in names for c in needed):
+                known = None
         if known is None:
             try:
                 found = sa.inspect(conn).get_columns(table, schema=schema)
@@ -197,10 +206,16 @@ class SqlConnector:
                 self._columns[key] = known
         return known
 
-    def _select(
-        self, types: Mapping[str, sa.types.TypeEngine[Any]], schema: str | None, table: str,
-        label: str, lookup: Lookup, columns: list[str],
+    def build_select(
+        self,
+        types: Mapping[str, sa.types.TypeEngine[Any]],
+        schema: str | None,
+        table: str,
+        label: str,
+        lookup: Lookup,
+        columns: list[str],
     ) -> tuple[sa.Select[Any], list[_Conv]]:
+        """The SELECT (one ``:values`` bind) and each column's Arrow conversion."""
         by_lower = {n.lower(): n for n in types}
 
         def real(column: str) -> str:
@@ -234,25 +249,34 @@ class SqlConnector:
         return sa.select(*selected).where(where), convs
 
     def _stream(
-        self, schema: str | None, table: str, label: str, lookup: Lookup,
-        columns: list[str], values: list[str],
+        self,
+        schema: str | None,
+        table: str,
+        label: str,
+        lookup: Lookup,
+        columns: list[str],
+        values: list[str],
     ) -> Iterator[pa.RecordBatch]:
         size = ANY_CHUNK if self.is_postgresql else self.in_chunk
         phase = "connection"
         try:
             with self.engine.connect() as conn:
                 phase = "query"
-                types = self._reflect(conn, schema, table, label)
-                stmt, convs = self._select(types, schema, table, label, lookup, columns)
+                types = self.column_types(conn, schema, table, label, (*columns, lookup.column))
+                stmt, convs = self.build_select(types, schema, table, label, lookup, columns)
                 conn = conn.execution_options(yield_per=self.batch_rows)
                 for start in range(0, len(values), size):
                     result = conn.execute(stmt, {"values": values[start : start + size]})
                     for rows in result.partitions():
                         yield self._batch(rows, columns, convs, label)
         except sa.exc.SQLAlchemyError as exc:
-            raise self._error(exc, label, phase) from None
+            raise self.source_error(exc, label, phase) from None
         except sqlite3.Error as exc:  # raised by the read-only SQLite creator
-            raise self._error(exc, label, phase) from None
+            raise self.source_error(exc, label, phase) from None
+        except (ValueError, TypeError, ArithmeticError) as exc:  # a type's result processor
+            raise SourceError(
+                self.name, f"{label}: a row could not be read ({type(exc).__name__})"
+            ) from None
 
     def _batch(
         self, rows: Sequence[Sequence[Any]], names: list[str], convs: list[_Conv], label: str
@@ -273,7 +297,8 @@ class SqlConnector:
                     ) from None
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
-    def _error(self, exc: BaseException, label: str, phase: str) -> SourceError:
+    def source_error(self, exc: BaseException, label: str, phase: str) -> SourceError:
+        """A SourceError naming the driver's error class and code, never its message."""
         orig = getattr(exc, "orig", None) or exc
         code, transient = _classify(exc, orig)
         detail = type(orig).__name__ + (f", code {code}" if code else "")

@@ -78,6 +78,8 @@ class Entity:
                 cols.append(c)
         if self.primary_key and self.primary_key not in cols:
             cols.append(self.primary_key)
+        if self.files:  # what staging a file needs
+            cols += [c for c in ("owner", "key", "relative_key") if c not in cols]
         return cols
 
 

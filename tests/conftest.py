@@ -1,0 +1,145 @@
+"""Shared test fixtures.
+
+Sections: SQL databases (PostgreSQL, MariaDB, SQLite, one fresh database per test),
+the moto S3 server (one per session, over HTTP). Tests that need a database server
+which is not running fail, naming the server: they are real-component tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# ---------------------------------------------------------------------------
+# SQL database fixtures (connectors): each test gets its own database, dropped after
+# ---------------------------------------------------------------------------
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _db_name() -> str:
+    return f"test_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """``postgresql://`` URL of a fresh, empty PostgreSQL database."""
+    if not _listening(PG_HOST, PG_PORT):
+        pytest.fail(f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: these tests need the real "
+                    "server (start it: pg_ctlcluster <version> main start)")
+    import psycopg
+
+    name = _db_name()
+    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """``mysql+pymysql://`` URL of a fresh, empty MariaDB database."""
+    if not _listening(MARIADB_HOST, MARIADB_PORT):
+        pytest.fail(f"MariaDB is not listening on {MARIADB_HOST}:{MARIADB_PORT}: these tests need "
+                    "the real server (start it: mariadbd)")
+    import pymysql
+
+    name = _db_name()
+
+    def admin(sql: str) -> None:
+        conn = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
+    finally:
+        admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: os.PathLike[str]) -> str:
+    """``sqlite:///`` URL of a fresh database file."""
+    return f"sqlite:///{os.path.join(tmp_path, 'source.sqlite')}"
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def sql_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each of the three backends in turn."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+# ---------------------------------------------------------------------------
+# moto S3 server fixtures (object store and Parquet connectors)
+# ---------------------------------------------------------------------------
+
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a moto S3 server running for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in _AWS_ENV}
+    os.environ.update(_AWS_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    """A fresh, empty bucket on the moto server."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=name
+    )
+    return name
