@@ -23,16 +23,24 @@ from engine.request import ExportRequest, Identity
 from exporters.delivery import LocalFolderDelivery
 
 
-def heavy_subjects(root, n: int = 60, low: int = 800, high: int = 1200) -> list[str]:  # noqa: ANN001
-    counts = ds.dataset(root / "events", format="parquet", partitioning="hive") \
-        .to_table(columns=["account_id"]).group_by("account_id").aggregate([([], "count_all")])
-    mask = pc.and_(pc.greater_equal(counts["count_all"], low),
-                   pc.less_equal(counts["count_all"], high))
+def heavy_subjects(root, n: int = 60, low: int = 800, high: int = 1200) -> list[str]:
+    counts = (
+        ds.dataset(root / "events", format="parquet", partitioning="hive")
+        .to_table(columns=["account_id"])
+        .group_by("account_id")
+        .aggregate([([], "count_all")])
+    )
+    mask = pc.and_(
+        pc.greater_equal(counts["count_all"], low), pc.less_equal(counts["count_all"], high)
+    )
     accounts = counts.filter(mask)["account_id"].to_pylist()[: n * 3]
     con = sqlite3.connect(root / "crm.sqlite")
     q = ",".join("?" * len(accounts))
-    rows = con.execute(f"select distinct p.email from accounts a join people p "  # noqa: S608
-                       f"on p.person_id = a.person_id where a.account_id in ({q})", accounts)
+    rows = con.execute(
+        f"select distinct p.email from accounts a join people p "
+        f"on p.person_id = a.person_id where a.account_id in ({q})",
+        accounts,
+    )
     return [r[0] for r in rows][:n]
 
 
@@ -48,22 +56,40 @@ def main(size: str = "large", rounds: int = 60) -> dict:
         conns = open_connectors(dm, env)
         try:
             for i, email in enumerate([emails[0], *emails]):  # first one warms up
-                req = ExportRequest(f"lat-{i}", "access", (Identity("email", email),),
-                                    as_of=datetime(2026, 7, 1, tzinfo=UTC))
+                req = ExportRequest(
+                    f"lat-{i}",
+                    "access",
+                    (Identity("email", email),),
+                    as_of=datetime(2026, 7, 1, tzinfo=UTC),
+                )
                 t0 = time.perf_counter()
-                res = run_export(req, dm, LocalFolderDelivery(out), staging_root=out / "staging",
-                                 connectors=conns)
+                res = run_export(
+                    req,
+                    dm,
+                    LocalFolderDelivery(out),
+                    staging_root=out / "staging",
+                    connectors=conns,
+                )
                 dt = (time.perf_counter() - t0) * 1000
                 if i:
                     samples.append(dt)
-                    events.append(next(d["records"] for d in res.manifest["datasets"]
-                                       if d["name"] == "usage_event"))
+                    events.append(
+                        next(
+                            d["records"]
+                            for d in res.manifest["datasets"]
+                            if d["name"] == "usage_event"
+                        )
+                    )
         finally:
             for c in conns.values():
                 c.close()
-    fig = {"benchmark": "single-subject export latency", "world": size, **percentiles(samples),
-           "events_per_subject_median": sorted(events)[len(events) // 2],
-           "formats": "json+csv+parquet"}
+    fig = {
+        "benchmark": "single-subject export latency",
+        "world": size,
+        **percentiles(samples),
+        "events_per_subject_median": sorted(events)[len(events) // 2],
+        "formats": "json+csv+parquet",
+    }
     print(json.dumps(fig))
     return fig
 

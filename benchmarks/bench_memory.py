@@ -19,7 +19,7 @@ FILE_MB = 128
 FILES = 8  # 1 GiB in all
 
 
-def add_big_files(root, account: str) -> int:  # noqa: ANN001
+def add_big_files(root, account: str) -> int:
     folder = root / "objects" / account / "big"
     folder.mkdir(parents=True, exist_ok=True)
     total = 0
@@ -42,16 +42,33 @@ def main() -> dict:
     out = BENCH_DIR / "memory-out"
     t0 = time.perf_counter()
     run = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "portability"), "export", "--email", email, "--world",
-         str(root), "--out", str(out), "--staging", str(BENCH_DIR / "memory-staging")],
-        capture_output=True, text=True, cwd=ROOT)
+        [
+            str(ROOT / ".venv" / "bin" / "portability"),
+            "export",
+            "--email",
+            email,
+            "--world",
+            str(root),
+            "--out",
+            str(out),
+            "--staging",
+            str(BENCH_DIR / "memory-staging"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     secs = time.perf_counter() - t0
     if run.returncode:
         print(run.stderr, file=sys.stderr)
         raise SystemExit(run.returncode)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB
-    fig = {"benchmark": "peak memory, 1 GB of customer files", "customer_bytes": size,
-           "peak_rss_mb": round(peak, 1), "seconds": round(secs, 1)}
+    fig = {
+        "benchmark": "peak memory, 1 GB of customer files",
+        "customer_bytes": size,
+        "peak_rss_mb": round(peak, 1),
+        "seconds": round(secs, 1),
+    }
     print(json.dumps(fig))
     return fig
 

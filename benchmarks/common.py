@@ -13,8 +13,12 @@ BENCH_DIR = ROOT / "var" / "bench"
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     s = sorted(samples_ms)
     q = statistics.quantiles(s, n=100, method="inclusive")
-    return {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "max_ms": round(s[-1], 1),
-            "n": len(s)}
+    return {
+        "p50_ms": round(q[49], 1),
+        "p95_ms": round(q[94], 1),
+        "max_ms": round(s[-1], 1),
+        "n": len(s),
+    }
 
 
 def world(size: str, seed: int = 7) -> Path:

@@ -25,11 +25,14 @@ def main() -> None:
     figures = [bench_validate.main(), bench_latency.main(), bench_memory.main()]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         "Recorded by `make bench` (`python -m benchmarks.run`). Figures, not timed tests.",
         f"Last run: {stamp} on {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}.", "",
-        "| benchmark | goal | figures |", "|---|---|---|",
+        f"Python {platform.python_version()}.",
+        "",
+        "| benchmark | goal | figures |",
+        "|---|---|---|",
     ]
     for f in figures:
         name = f.get("benchmark", "")

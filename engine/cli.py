@@ -21,7 +21,7 @@ DEFAULT_OUT = Path("var/exports")
 DEFAULT_STAGING = Path("var/staging")
 
 
-def progress_printer(stream=sys.stderr):  # noqa: ANN001, ANN201
+def progress_printer(stream=sys.stderr):
     """Progress lines on stderr: stage names and counts, never data."""
 
     def show(stage: str, done: int, total: int) -> None:
@@ -73,12 +73,24 @@ def world_services(world: Path | None) -> Iterator[Mapping[str, str]]:
         yield {**os.environ, **env}
 
 
-def export_one(request: ExportRequest, datamap: Path, out: Path, staging: Path,
-               env: Mapping[str, str], quiet: bool = False) -> ExportResult:
+def export_one(
+    request: ExportRequest,
+    datamap: Path,
+    out: Path,
+    staging: Path,
+    env: Mapping[str, str],
+    quiet: bool = False,
+) -> ExportResult:
     try:
         dm = load_datamap(datamap)
-        return run_export(request, dm, LocalFolderDelivery(out), staging_root=staging, env=env,
-                          progress=None if quiet else progress_printer())
+        return run_export(
+            request,
+            dm,
+            LocalFolderDelivery(out),
+            staging_root=staging,
+            env=env,
+            progress=None if quiet else progress_printer(),
+        )
     except (DataMapError, ConfigError) as err:
         fail(str(err))
     except ExportFailed as err:
@@ -95,34 +107,76 @@ def main() -> None:
 @click.option("--email", help="the subject's email address")
 @click.option("--email-sha256", help="SHA-256 (hex) of the subject's lower-cased email")
 @click.option("--customer-id", help="the subject's customer number")
-@click.option("--type", "request_type", type=click.Choice(["access", "portability"]),
-              default="access", show_default=True)
-@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
-              help="comma-separated: json, csv, parquet")
+@click.option(
+    "--type",
+    "request_type",
+    type=click.Choice(["access", "portability"]),
+    default="access",
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "formats",
+    default=",".join(FORMATS),
+    show_default=True,
+    help="comma-separated: json, csv, parquet",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
-@click.option("--datamap", type=click.Path(path_type=Path), default=DEFAULT_DATAMAP,
-              show_default=True)
-@click.option("--env-file", type=click.Path(exists=True, path_type=Path),
-              help="NAME=value lines for the data map's variables")
-@click.option("--world", type=click.Path(exists=True, path_type=Path),
-              help="a demo world folder: use its settings and run its payment provider")
+@click.option(
+    "--datamap", type=click.Path(path_type=Path), default=DEFAULT_DATAMAP, show_default=True
+)
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, path_type=Path),
+    help="NAME=value lines for the data map's variables",
+)
+@click.option(
+    "--world",
+    type=click.Path(exists=True, path_type=Path),
+    help="a demo world folder: use its settings and run its payment provider",
+)
 @click.option("--request-id", help="opaque id (default: a new UUID)")
 @click.option("--as-of", help="RFC 3339 time the export is labelled with (default: now)")
-@click.option("--staging", type=click.Path(path_type=Path), default=DEFAULT_STAGING,
-              show_default=True)
-def export(email: str | None, email_sha256: str | None, customer_id: str | None,
-           request_type: str, formats: str, out: Path, datamap: Path, env_file: Path | None,
-           world: Path | None, request_id: str | None, as_of: str | None,
-           staging: Path) -> None:
+@click.option(
+    "--staging", type=click.Path(path_type=Path), default=DEFAULT_STAGING, show_default=True
+)
+def export(
+    email: str | None,
+    email_sha256: str | None,
+    customer_id: str | None,
+    request_type: str,
+    formats: str,
+    out: Path,
+    datamap: Path,
+    env_file: Path | None,
+    world: Path | None,
+    request_id: str | None,
+    as_of: str | None,
+    staging: Path,
+) -> None:
     """Export one person's data by email, hashed email or customer id."""
-    idents = [Identity(t, v) for t, v in (("email", email), ("email_sha256", email_sha256),
-                                          ("controller_customer_id", customer_id)) if v]
+    idents = [
+        Identity(t, v)
+        for t, v in (
+            ("email", email),
+            ("email_sha256", email_sha256),
+            ("controller_customer_id", customer_id),
+        )
+        if v
+    ]
     try:
-        when = (datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of
-                else datetime.now(UTC).replace(microsecond=0))
-        request = ExportRequest(request_id or new_request_id(), request_type,  # type: ignore[arg-type]
-                                tuple(idents), tuple(f.strip() for f in formats.split(",")),
-                                when)
+        when = (
+            datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            if as_of
+            else datetime.now(UTC).replace(microsecond=0)
+        )
+        request = ExportRequest(
+            request_id or new_request_id(),
+            request_type,  # type: ignore[arg-type]
+            tuple(idents),
+            tuple(f.strip() for f in formats.split(",")),
+            when,
+        )
     except (RequestError, ValueError) as err:
         fail(f"bad request: {err}")
     click.echo(f"export {request.request_id} ({request.request_type})", err=True)
@@ -146,23 +200,31 @@ def _world(out: Path, seed: int, size: str, sql_url: str | None = None) -> dict:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
-              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--type", "request_type", type=click.Choice(["access", "portability"]),
-              default="access", show_default=True)
+@click.option(
+    "--type",
+    "request_type",
+    type=click.Choice(["access", "portability"]),
+    default="access",
+    show_default=True,
+)
 def demo(out: Path, seed: int, request_type: str) -> None:
     """Build the demo world and export one person end to end."""
     from demo_world.session import running_world
 
     info = _world(out / "world", seed, "demo")
     email = info["edge_cases"]["multi_account"]["emails"][0]
-    request = ExportRequest(new_request_id(), request_type,  # type: ignore[arg-type]
-                            (Identity("email", email),))
+    request = ExportRequest(
+        new_request_id(),
+        request_type,  # type: ignore[arg-type]
+        (Identity("email", email),),
+    )
     click.echo(f"export {request.request_id} ({request_type}) of a demo person", err=True)
     with running_world(out / "world") as env:
-        result = export_one(request, DEFAULT_DATAMAP, out / "exports", out / "staging",
-                            {**os.environ, **env})
+        result = export_one(
+            request, DEFAULT_DATAMAP, out / "exports", out / "staging", {**os.environ, **env}
+        )
     print_result(result)
 
 
@@ -172,8 +234,9 @@ def world() -> None:
 
 
 @world.command("build")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo/world"),
-              show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("var/demo/world"), show_default=True
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--size", type=click.Choice(["demo", "large"]), default="demo", show_default=True)
 @click.option("--sql-url", help="load the CRM into this database instead of SQLite")
@@ -197,8 +260,10 @@ def datamap_check(path: Path) -> None:
     except DataMapError as err:
         fail(str(err))
     n = len(dm.entities())
-    click.echo(f"{path}: valid (version {dm.version}, {len(dm.systems)} systems, {n} entities, "
-               f"datasets: {', '.join(dm.datasets())})")
+    click.echo(
+        f"{path}: valid (version {dm.version}, {len(dm.systems)} systems, {n} entities, "
+        f"datasets: {', '.join(dm.datasets())})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from engine.extract import Extraction, Extractor, Progress, SourceOutcome, Viola
 from engine.manifest import build_manifest
 from engine.notices import notices_for
 from engine.request import ExportRequest
-from engine.schemas import SchemaRegistry
+from engine.schemas import SchemaRegistry, default_registry
 from engine.staging import Staging
 from exporters.delivery import Delivered, Delivery
 from exporters.package import DatasetInput, FileInput, pack
@@ -28,17 +29,30 @@ from exporters.package import DatasetInput, FileInput, pack
 DEFAULT_REGISTER = Path(__file__).resolve().parent.parent / "config" / "processing-register.yaml"
 
 
+@cache
+def load_register(path: Path = DEFAULT_REGISTER) -> dict[str, Any]:
+    """The processing register (Art. 15(1) context), read once per process."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 class ExportFailed(RuntimeError):
     """The export stopped; nothing was delivered. The message holds no personal data."""
 
-    def __init__(self, reason: str, *, outcomes: list[SourceOutcome] | None = None,
-                 violations: list[Violation] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        outcomes: list[SourceOutcome] | None = None,
+        violations: list[Violation] | None = None,
+    ) -> None:
         self.reason = reason
         self.outcomes = outcomes or []
         self.violations = violations or []
         lines = [reason]
-        lines += [f"  {v.entity} -> {v.dataset}.{v.field}: rule {v.rule} broken by "
-                  f"{v.count} record(s)" for v in self.violations]
+        lines += [
+            f"  {v.entity} -> {v.dataset}.{v.field}: rule {v.rule} broken by {v.count} record(s)"
+            for v in self.violations
+        ]
         super().__init__("\n".join(lines))
 
     @property
@@ -76,8 +90,8 @@ def run_export(
     register_path: Path = DEFAULT_REGISTER,
     progress: Progress | None = None,
 ) -> ExportResult:
-    schemas = schemas or SchemaRegistry()
-    register = yaml.safe_load(register_path.read_text(encoding="utf-8"))
+    schemas = schemas or default_registry()
+    register = load_register(register_path)
     own_connectors = connectors is None
     conns = open_connectors(datamap, env) if connectors is None else connectors
     staging = Staging(staging_root, request.request_id)
@@ -86,13 +100,17 @@ def run_export(
         try:
             extraction = extractor.run()
         except SourceError as err:
-            raise ExportFailed(f"export {request.request_id} stopped: {err}; nothing delivered",
-                               outcomes=extractor.result.outcomes) from None
+            raise ExportFailed(
+                f"export {request.request_id} stopped: {err}; nothing delivered",
+                outcomes=extractor.result.outcomes,
+            ) from None
         if extraction.violations:
             raise ExportFailed(
                 f"export {request.request_id} stopped: records failed their schema; "
-                "nothing delivered", outcomes=extraction.outcomes,
-                violations=extraction.violations)
+                "nothing delivered",
+                outcomes=extraction.outcomes,
+                violations=extraction.violations,
+            )
         if progress:
             progress("packing archive", 0, 1)
         archive = staging.path / "archive.zip"
@@ -108,20 +126,42 @@ def run_export(
                 c.close()
 
 
-def _pack(request: ExportRequest, dm: DataMap, schemas: SchemaRegistry, ex: Extraction,
-          staging: Staging, archive: Path, register: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _pack(
+    request: ExportRequest,
+    dm: DataMap,
+    schemas: SchemaRegistry,
+    ex: Extraction,
+    staging: Staging,
+    archive: Path,
+    register: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
     datasets = []
     for name in dm.datasets():
         if not ex.records.get(name):
             continue
         s = schemas[name]
-        datasets.append(DatasetInput(
-            name, s.document.get("title", name), s.document.get("description", ""),
-            s.file_name, s.document, s.compiled.arrow_schema, staging.staged_files(name)))
+        datasets.append(
+            DatasetInput(
+                name,
+                s.document.get("title", name),
+                s.document.get("description", ""),
+                s.file_name,
+                s.document,
+                s.compiled.arrow_schema,
+                staging.staged_files(name),
+            )
+        )
     files = [FileInput(f.archive_path, staging.path / f.archive_path, f.size) for f in ex.files]
     notices = notices_for(staging, request.as_of)
     notes = {s.name: s.source_note for s in dm.systems if s.source_note}
     return pack(
-        archive, as_of=request.as_of, formats=request.formats, datasets=datasets, files=files,
+        archive,
+        as_of=request.as_of,
+        formats=request.formats,
+        datasets=datasets,
+        files=files,
         manifest=lambda data_files: build_manifest(request, dm, schemas, ex, data_files, notices),
-        register=register, source_notes=notes, package_name="personal-data-export")
+        register=register,
+        source_notes=notes,
+        package_name="personal-data-export",
+    )

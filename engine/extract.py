@@ -28,8 +28,11 @@ from exporters.safe_names import SafeNamer
 
 Progress = Callable[[str, int, int], None]
 
-_NORMALIZERS = {"casefold": lambda v: v.strip().casefold(), "hex_lower": lambda v: v.strip().lower(),
-                "trim": lambda v: v.strip()}
+_NORMALIZERS = {
+    "casefold": lambda v: v.strip().casefold(),
+    "hex_lower": lambda v: v.strip().lower(),
+    "trim": lambda v: v.strip(),
+}
 
 
 @dataclass
@@ -149,12 +152,17 @@ class Extractor:
                 self._collect_keys(entity, batch)
                 if entity.files:
                     batch = self._stage_files(entity, connector, batch)
-                norm, failures = normalize_batch(batch, entity, schema,
-                                                 self.request.request_type, self._redactor_for(entity))
-                bad = [Violation(entity.ref, entity.dataset, f.field, f.rule, f.count)
-                       for f in failures]
-                bad += [Violation(entity.ref, entity.dataset, v.field, v.rule, v.count)
-                        for v in schema.compiled.validate(norm)]
+                norm, failures = normalize_batch(
+                    batch, entity, schema, self.request.request_type, self._redactor_for(entity)
+                )
+                bad = [
+                    Violation(entity.ref, entity.dataset, f.field, f.rule, f.count)
+                    for f in failures
+                ]
+                bad += [
+                    Violation(entity.ref, entity.dataset, v.field, v.rule, v.count)
+                    for v in schema.compiled.validate(norm)
+                ]
                 if bad:
                     self.result.violations.extend(bad)
                     continue
@@ -162,7 +170,8 @@ class Extractor:
                 self.staging.write(entity.dataset, entity.ref, norm)
                 outcome.records += norm.num_rows
                 self.result.records[entity.dataset] = (
-                    self.result.records.get(entity.dataset, 0) + norm.num_rows)
+                    self.result.records.get(entity.dataset, 0) + norm.num_rows
+                )
         outcome.status = "found" if outcome.records else "none"
 
     def _collect_keys(self, entity: Entity, batch: pa.RecordBatch) -> None:
@@ -181,8 +190,9 @@ class Extractor:
         if self._redactor is None:
             own = self.own
             pick = lambda f: {v for (_, fn), vs in own.items() if fn == f for v in vs}  # noqa: E731
-            self._redactor = Redactor(pick("email"), pick("phone"), pick("full_name"),
-                                      self._name_lookup())
+            self._redactor = Redactor(
+                pick("email"), pick("phone"), pick("full_name"), self._name_lookup()
+            )
         return self._redactor
 
     def _name_lookup(self) -> Callable[[list[str]], set[str]] | None:
@@ -201,13 +211,17 @@ class Extractor:
 
         return lookup
 
-    def _stage_files(self, entity: Entity, connector: Connector,
-                     batch: pa.RecordBatch) -> pa.RecordBatch:
+    def _stage_files(
+        self, entity: Entity, connector: Connector, batch: pa.RecordBatch
+    ) -> pa.RecordBatch:
         """Copy each listed object into staging under its safe archive name, hashing it."""
         paths, sizes, hashes = [], [], []
-        for owner, rel, key in zip(batch.column("owner").to_pylist(),
-                                   batch.column("relative_key").to_pylist(),
-                                   batch.column("key").to_pylist(), strict=True):
+        for owner, rel, key in zip(
+            batch.column("owner").to_pylist(),
+            batch.column("relative_key").to_pylist(),
+            batch.column("key").to_pylist(),
+            strict=True,
+        ):
             arc = self.namer.name_for(f"{owner}/{rel}")
             target = self.staging.path / arc
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -221,9 +235,11 @@ class Extractor:
             sizes.append(size)
             hashes.append(h.hexdigest())
             self.result.files.append(StagedFile(arc, size, h.hexdigest()))
-        extra = {"archive_path": pa.array(paths, pa.string()),
-                 "size_bytes": pa.array(sizes, pa.int64()),
-                 "sha256": pa.array(hashes, pa.string())}
+        extra = {
+            "archive_path": pa.array(paths, pa.string()),
+            "size_bytes": pa.array(sizes, pa.int64()),
+            "sha256": pa.array(hashes, pa.string()),
+        }
         cols = {n: batch.column(n) for n in batch.schema.names} | extra
         return pa.RecordBatch.from_arrays(list(cols.values()), names=list(cols))
 

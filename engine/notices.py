@@ -23,12 +23,16 @@ def notices_for(staging: Staging, as_of: dt.datetime) -> list[dict[str, str]]:
         col = pq.read_table(path, columns=["date_of_birth"]).column(0).to_pylist()
         ages = [_age(dt.date.fromisoformat(v), today) for v in col if v]
         if any(a < CHILD_AGE for a in ages):
-            out.append({
-                "code": "subject_under_16",
-                "text": ("Our records give a date of birth under 16. Our services are not meant "
-                         "for children (privacy policy section 10): the DPO reviews this account, "
-                         "and a request made for a child needs a holder of parental "
-                         "responsibility."),
-            })
+            out.append(
+                {
+                    "code": "subject_under_16",
+                    "text": (
+                        "Our records give a date of birth under 16. Our services are not meant "
+                        "for children (privacy policy section 10): the DPO reviews this account, "
+                        "and a request made for a child needs a holder of parental "
+                        "responsibility."
+                    ),
+                }
+            )
             break
     return out

@@ -38,8 +38,10 @@ class ExportRequest:
 
     def __post_init__(self) -> None:
         if not _REQUEST_ID.match(self.request_id or ""):
-            raise RequestError("request id must be 1-128 characters of letters, digits, "
-                               "'.', '_' or '-', starting with a letter or digit")
+            raise RequestError(
+                "request id must be 1-128 characters of letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
         if self.request_type not in REQUEST_TYPES:
             raise RequestError(f"request type must be one of {', '.join(REQUEST_TYPES)}")
         if not self.identities:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,3 +82,9 @@ class SchemaRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+
+@cache
+def default_registry() -> SchemaRegistry:
+    """The shipped schemas, loaded and compiled once per process."""
+    return SchemaRegistry()

@@ -47,9 +47,10 @@ class LocalFolderDelivery:
         final = self.folder / name
         tmp = self.folder / f".{name}.partial"
         try:
-            with open(archive, "rb") as src, os.fdopen(
-                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
-            ) as dst:
+            with (
+                open(archive, "rb") as src,
+                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())

@@ -71,25 +71,39 @@ def pack(
                     write(_batches(ds.staged), ds.arrow_schema, out)
                 info = zw.entries[-1]
                 data_files.setdefault(ds.name, []).append(arc)
-                resources.append(datapackage.resource(
-                    name=f"{ds.name}-{fmt}", path=arc, fmt=fmt, bytes_=info.bytes,
-                    sha256=info.sha256, json_schema=ds.schema_doc,
-                    json_schema_path=f"schemas/{ds.schema_file}", title=ds.title,
-                    description=ds.description))
+                resources.append(
+                    datapackage.resource(
+                        name=f"{ds.name}-{fmt}",
+                        path=arc,
+                        fmt=fmt,
+                        bytes_=info.bytes,
+                        sha256=info.sha256,
+                        json_schema=ds.schema_doc,
+                        json_schema_path=f"schemas/{ds.schema_file}",
+                        title=ds.title,
+                        description=ds.description,
+                    )
+                )
         for f in files:
             with open(f.staged, "rb") as src:
                 zw.add_stream(f.archive_path, src, size=f.size)
         for ds in datasets:
-            zw.add_bytes(f"schemas/{ds.schema_file}",
-                         orjson.dumps(ds.schema_doc, option=JSON_OPTS) + b"\n")
+            zw.add_bytes(
+                f"schemas/{ds.schema_file}", orjson.dumps(ds.schema_doc, option=JSON_OPTS) + b"\n"
+            )
         man = manifest(data_files)
         desc = datapackage.descriptor(
-            name=package_name, title="Personal data export", created=man["as_of"],
-            resources=resources, description=man["statement"])
+            name=package_name,
+            title="Personal data export",
+            created=man["as_of"],
+            resources=resources,
+            description=man["statement"],
+        )
         zw.add_bytes("datapackage.json", orjson.dumps(desc, option=JSON_OPTS) + b"\n")
         zw.add_bytes("manifest.json", orjson.dumps(man, option=JSON_OPTS) + b"\n")
         titles = {ds.name: (ds.title, ds.description) for ds in datasets}
-        zw.add_bytes("README.html",
-                     render_readme(man, register, titles, source_notes).encode("utf-8"))
+        zw.add_bytes(
+            "README.html", render_readme(man, register, titles, source_notes).encode("utf-8")
+        )
         entries = list(zw.entries)
     return entries, man

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, exporter
+
 # ---------------------------------------------------------------------------
 # SQL database fixtures (connectors): each test gets its own database, dropped after
 # ---------------------------------------------------------------------------
@@ -38,8 +40,10 @@ def _db_name() -> str:
 def postgres_url() -> Iterator[str]:
     """``postgresql://`` URL of a fresh, empty PostgreSQL database."""
     if not _listening(PG_HOST, PG_PORT):
-        pytest.fail(f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: these tests need the real "
-                    "server (start it: pg_ctlcluster <version> main start)")
+        pytest.fail(
+            f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: these tests need the real "
+            "server (start it: pg_ctlcluster <version> main start)"
+        )
     import psycopg
 
     name = _db_name()
@@ -57,8 +61,10 @@ def postgres_url() -> Iterator[str]:
 def mariadb_url() -> Iterator[str]:
     """``mysql+pymysql://`` URL of a fresh, empty MariaDB database."""
     if not _listening(MARIADB_HOST, MARIADB_PORT):
-        pytest.fail(f"MariaDB is not listening on {MARIADB_HOST}:{MARIADB_PORT}: these tests need "
-                    "the real server (start it: mariadbd)")
+        pytest.fail(
+            f"MariaDB is not listening on {MARIADB_HOST}:{MARIADB_PORT}: these tests need "
+            "the real server (start it: mariadbd)"
+        )
     import pymysql
 
     name = _db_name()

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 from engine.datamap import DEFAULT_DATAMAP
-from tests.world_fixtures import Demo, demo  # noqa: F401
+from tests.world_fixtures import Demo
 
 CLI = str(Path(sys.executable).parent / "portability")
 
@@ -32,27 +32,48 @@ def test_datamap_check_refuses_a_malformed_map(tmp_path: Path) -> None:
     assert str(bad) in r.stderr and "provenance" in r.stderr
 
 
-def test_export_refuses_a_malformed_map_before_any_query(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+def test_export_refuses_a_malformed_map_before_any_query(demo: Demo, tmp_path: Path) -> None:
     bad = tmp_path / "map.yaml"
-    text = DEFAULT_DATAMAP.read_text().replace("${CRM_DATABASE_URL}",
-                                               "postgresql://nobody@127.0.0.1:9/x")
+    text = DEFAULT_DATAMAP.read_text().replace(
+        "${CRM_DATABASE_URL}", "postgresql://nobody@127.0.0.1:9/x"
+    )
     bad.write_text(text.replace("table: accounts", "table: accounts\n        shoe: 1"))
-    r = run("export", "--email", "someone@example.org", "--datamap", str(bad),
-            "--out", str(tmp_path / "out"))
+    r = run(
+        "export",
+        "--email",
+        "someone@example.org",
+        "--datamap",
+        str(bad),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 2
     assert "systems.crm.entities.accounts" in r.stderr and "someone@" not in r.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_export_by_customer_id_from_a_demo_world(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+def test_export_by_customer_id_from_a_demo_world(demo: Demo, tmp_path: Path) -> None:
     cases = json.loads((demo.root / "world.json").read_text())["edge_cases"]
     cust = cases["multi_account"]["customer_numbers"][0]
-    r = run("export", "--customer-id", cust, "--type", "portability", "--format", "csv,json",
-            "--world", str(demo.root), "--out", str(tmp_path / "out"),
-            "--staging", str(tmp_path / "staging"))
+    r = run(
+        "export",
+        "--customer-id",
+        cust,
+        "--type",
+        "portability",
+        "--format",
+        "csv,json",
+        "--world",
+        str(demo.root),
+        "--out",
+        str(tmp_path / "out"),
+        "--staging",
+        str(tmp_path / "staging"),
+    )
     assert r.returncode == 0, r.stderr
-    path = next(line.split(": ", 1)[1] for line in r.stdout.splitlines()
-                if line.startswith("archive: "))
+    path = next(
+        line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("archive: ")
+    )
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
     assert "data/personal.csv" in names and "data/personal.parquet" not in names

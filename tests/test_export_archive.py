@@ -16,15 +16,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.world_fixtures import Demo, Exporter, demo, exporter  # noqa: F401
+from tests.world_fixtures import Demo, Exporter
 
 
-def edge(demo: Demo, name: str) -> dict:  # noqa: F811
+def edge(demo: Demo, name: str) -> dict:
     return json.loads((demo.root / "world.json").read_text())["edge_cases"][name]
 
 
 @pytest.fixture(scope="module")
-def rich_archive(demo: Demo, exporter: Exporter, tmp_path_factory) -> Path:  # noqa: F811, ANN001
+def rich_archive(demo: Demo, exporter: Exporter, tmp_path_factory) -> Path:
     email = edge(demo, "multi_account")["emails"][0]
     result = exporter.export(("email", email))
     out = tmp_path_factory.mktemp("rich")
@@ -35,13 +35,26 @@ def rich_archive(demo: Demo, exporter: Exporter, tmp_path_factory) -> Path:  # n
 
 def test_archive_layout_and_frictionless(rich_archive: Path) -> None:
     names = {p.relative_to(rich_archive).as_posix() for p in rich_archive.rglob("*") if p.is_file()}
-    for required in ("datapackage.json", "manifest.json", "README.html",
-                     "data/personal.json", "data/personal.csv", "data/personal.parquet",
-                     "data/account.csv", "data/usage_event.parquet", "schemas/personal-1.0.0.json"):
+    for required in (
+        "datapackage.json",
+        "manifest.json",
+        "README.html",
+        "data/personal.json",
+        "data/personal.csv",
+        "data/personal.parquet",
+        "data/account.csv",
+        "data/usage_event.parquet",
+        "schemas/personal-1.0.0.json",
+    ):
         assert required in names, required
     frictionless = Path(sys.executable).parent / "frictionless"
-    run = subprocess.run([str(frictionless), "validate", "--json", "datapackage.json"],
-                         cwd=rich_archive, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [str(frictionless), "validate", "--json", "datapackage.json"],
+        cwd=rich_archive,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(run.stdout)
     assert report["valid"], json.dumps(report, indent=1)[:3000]
 
@@ -59,8 +72,9 @@ def test_formats_agree_and_read_with_other_tools(rich_archive: Path) -> None:
         assert list(csv_df.columns) == list(rows_json[0]) == pq_table.schema.names
         # same ids in the same order in every format
         key = pq_table.schema.names[1]
-        assert [r[key] for r in rows_json] == pq_table.column(key).to_pylist() \
-            == csv_df[key].tolist()
+        assert (
+            [r[key] for r in rows_json] == pq_table.column(key).to_pylist() == csv_df[key].tolist()
+        )
 
 
 def test_json_records_meet_the_schemas_in_the_archive(rich_archive: Path) -> None:
@@ -78,23 +92,40 @@ def test_manifest_lists_sources_schemas_and_withheld(rich_archive: Path) -> None
     assert m["as_of"] == "2026-07-01T12:00:00Z"
     assert {s["status"] for s in m["sources"]} <= {"found", "none"}
     assert {f"{s['system']}.{s['entity']}" for s in m["sources"]} >= {
-        "crm.people", "crm.accounts", "event_lake.events", "payments.charges"}
+        "crm.people",
+        "crm.accounts",
+        "event_lake.events",
+        "payments.charges",
+    }
     assert m["schemas"]["personal"].endswith("/personal/1.0.0.json")
     withheld = {(w["entity"], w["column"]) for w in m["withheld"]}
-    assert {("accounts", "password_hash"), ("accounts", "mfa_secret"),
-            ("people", "risk_score")} <= withheld
+    assert {
+        ("accounts", "password_hash"),
+        ("accounts", "mfa_secret"),
+        ("people", "risk_score"),
+    } <= withheld
     assert all(w["reason"] for w in m["withheld"])
 
 
 def test_readme_holds_the_article_15_context(rich_archive: Path) -> None:
     html = (rich_archive / "README.html").read_text()
-    for words in ("Purposes", "Recipients", "Kept for", "supervisory authority",
-                  "Standard Contractual Clauses", "data/personal.csv", "password_hash"):
+    for words in (
+        "Purposes",
+        "Recipients",
+        "Kept for",
+        "supervisory authority",
+        "Standard Contractual Clauses",
+        "data/personal.csv",
+        "password_hash",
+    ):
         assert words in html, words
 
 
-def test_same_sources_and_as_of_give_identical_bytes(demo: Demo, exporter: Exporter,  # noqa: F811
-                                                     tmp_path: Path) -> None:
+def test_same_sources_and_as_of_give_identical_bytes(
+    demo: Demo,
+    exporter: Exporter,
+    tmp_path: Path,
+) -> None:
     email = edge(demo, "multi_account")["emails"][0]
     a = exporter.export(("email", email), request_id="determinism", out=tmp_path / "a")
     b = exporter.export(("email", email), request_id="determinism", out=tmp_path / "b")
@@ -102,7 +133,7 @@ def test_same_sources_and_as_of_give_identical_bytes(demo: Demo, exporter: Expor
     assert Path(a.delivered.location).read_bytes() == Path(b.delivered.location).read_bytes()
 
 
-def test_person_found_nowhere_gets_a_definite_answer(demo: Demo, exporter: Exporter) -> None:  # noqa: F811
+def test_person_found_nowhere_gets_a_definite_answer(demo: Demo, exporter: Exporter) -> None:
     result = exporter.export(("email", edge(demo, "nobody")["emails"][0]))
     m = result.manifest
     assert m["personal_data_held"] is False
@@ -114,7 +145,7 @@ def test_person_found_nowhere_gets_a_definite_answer(demo: Demo, exporter: Expor
         assert not [n for n in names if n.startswith("data/")]
 
 
-def test_delivered_archive_is_owner_only(demo: Demo, exporter: Exporter) -> None:  # noqa: F811
+def test_delivered_archive_is_owner_only(demo: Demo, exporter: Exporter) -> None:
     result = exporter.export(("email", edge(demo, "multi_account")["emails"][0]))
     path = Path(result.delivered.location)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

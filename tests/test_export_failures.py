@@ -13,17 +13,18 @@ from engine.datamap import load_datamap
 from engine.export import ExportFailed, run_export
 from engine.request import ExportRequest, Identity
 from exporters.delivery import LocalFolderDelivery
-from tests.world_fixtures import AS_OF, Demo, demo  # noqa: F401
+from tests.world_fixtures import AS_OF, Demo
 
 
-def edge(demo: Demo, name: str) -> dict:  # noqa: F811
+def edge(demo: Demo, name: str) -> dict:
     return json.loads((demo.root / "world.json").read_text())["edge_cases"][name]
 
 
-def _export(env: dict[str, str], email: str, tmp: Path):  # noqa: ANN202
+def _export(env: dict[str, str], email: str, tmp: Path):
     req = ExportRequest("fail-1", "access", (Identity("email", email),), as_of=AS_OF)
-    return run_export(req, load_datamap(), LocalFolderDelivery(tmp / "out"),
-                      staging_root=tmp / "staging", env=env)
+    return run_export(
+        req, load_datamap(), LocalFolderDelivery(tmp / "out"), staging_root=tmp / "staging", env=env
+    )
 
 
 def _nothing_left(tmp: Path) -> None:
@@ -31,13 +32,15 @@ def _nothing_left(tmp: Path) -> None:
     assert not list((tmp / "staging").glob("*/"))
 
 
-def test_a_record_failing_its_schema_stops_the_export(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+def test_a_record_failing_its_schema_stops_the_export(demo: Demo, tmp_path: Path) -> None:
     email = edge(demo, "multi_account")["emails"][0]
     crm = tmp_path / "crm.sqlite"
     shutil.copy(demo.root / "crm.sqlite", crm)
     with sqlite3.connect(crm) as con:
-        con.execute("update people set billing_country = 'Zzsecretland' where lower(email) = ?",
-                    (email.casefold(),))
+        con.execute(
+            "update people set billing_country = 'Zzsecretland' where lower(email) = ?",
+            (email.casefold(),),
+        )
     env = {**demo.env, "CRM_DATABASE_URL": f"sqlite:///{crm}"}
     with pytest.raises(ExportFailed) as info:
         _export(env, email, tmp_path)
@@ -49,7 +52,8 @@ def test_a_record_failing_its_schema_stops_the_export(demo: Demo, tmp_path: Path
 
 
 def test_an_unreachable_source_is_named_and_nothing_is_delivered(
-        demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+    demo: Demo, tmp_path: Path
+) -> None:
     email = edge(demo, "multi_account")["emails"][0]
     env = {**demo.env, "PAYMENTS_API_URL": "http://127.0.0.1:9/"}
     with pytest.raises(ExportFailed) as info:
@@ -60,7 +64,7 @@ def test_an_unreachable_source_is_named_and_nothing_is_delivered(
     _nothing_left(tmp_path)
 
 
-def test_an_unreachable_database_is_named(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+def test_an_unreachable_database_is_named(demo: Demo, tmp_path: Path) -> None:
     env = {**demo.env, "CRM_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere"}
     with pytest.raises(ExportFailed, match="crm"):
         _export(env, edge(demo, "multi_account")["emails"][0], tmp_path)

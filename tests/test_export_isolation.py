@@ -12,23 +12,25 @@ import re
 import sqlite3
 from collections import Counter
 
-from tests.world_fixtures import Demo, Exporter, archive_text, demo, exporter  # noqa: F401
+from tests.world_fixtures import Demo, Exporter, archive_text
 
 
-def identifiers(demo: Demo) -> dict[str, set[str]]:  # noqa: F811
+def identifiers(demo: Demo) -> dict[str, set[str]]:
     """person_id -> every string that identifies that person alone."""
     con = sqlite3.connect(demo.root / "crm.sqlite")
     names = Counter(n for (n,) in con.execute("select full_name from people"))
     out: dict[str, set[str]] = {}
-    for pid, cust, name, email, phone in con.execute(
-            "select person_id, customer_number, full_name, email, phone from people"):
+    for pid, cust, name, email in con.execute(
+        "select person_id, customer_number, full_name, email from people"
+    ):
         ids = {pid, cust, email.casefold()}
         if names[name] == 1:
             ids.add(name)
         out[pid] = ids
     for pid, acc, login, pay in con.execute(
-            "select person_id, account_id, login_name, payment_customer_id from accounts "
-            "where person_id is not null"):
+        "select person_id, account_id, login_name, payment_customer_id from accounts "
+        "where person_id is not null"
+    ):
         out[pid] |= {acc, login} | ({pay} if pay else set())
     return out
 
@@ -45,24 +47,37 @@ def tokens(text: str) -> set[str]:
         words = run.split()
         for n in range(1, 5):
             for i in range(len(words) - n + 1):
-                found.add(" ".join(words[i:i + n]).strip(".,'’-"))
-                found.add(" ".join(words[i:i + n]))
+                found.add(" ".join(words[i : i + n]).strip(".,'’-"))
+                found.add(" ".join(words[i : i + n]))
     found |= set(re.findall(r"\w+", low))
     return found
 
 
-def person_ids_for(demo: Demo, email: str) -> set[str]:  # noqa: F811
+def person_ids_for(demo: Demo, email: str) -> set[str]:
     con = sqlite3.connect(demo.root / "crm.sqlite")
-    return {p for (p,) in con.execute("select person_id from people where lower(email)=?",
-                                      (email.casefold(),))}
+    return {
+        p
+        for (p,) in con.execute(
+            "select person_id from people where lower(email)=?", (email.casefold(),)
+        )
+    }
 
 
-def test_no_other_persons_identifiers_in_any_archive(demo: Demo, exporter: Exporter) -> None:  # noqa: F811
+def test_no_other_persons_identifiers_in_any_archive(demo: Demo, exporter: Exporter) -> None:
     world = json.loads((demo.root / "world.json").read_text())["edge_cases"]
     con = sqlite3.connect(demo.root / "crm.sqlite")
-    subjects = [e for case in ("shared_org_member", "ticket_mentions_other", "multi_account",
-                               "case_variant_email", "heavy_user", "under_16")
-                for e in world[case]["emails"]]
+    subjects = [
+        e
+        for case in (
+            "shared_org_member",
+            "ticket_mentions_other",
+            "multi_account",
+            "case_variant_email",
+            "heavy_user",
+            "under_16",
+        )
+        for e in world[case]["emails"]
+    ]
     subjects += [e for (e,) in con.execute("select email from people order by person_id limit 25")]
     ids = identifiers(demo)
     checked = 0
@@ -77,7 +92,8 @@ def test_no_other_persons_identifiers_in_any_archive(demo: Demo, exporter: Expor
             for s in strings:
                 if s.casefold() in own_strings:
                     continue  # the same value is also the subject's own (e.g. a shared name)
-                assert s.casefold() not in present, \
+                assert s.casefold() not in present, (
                     f"an identifier of {pid} is in the archive of a subject"
+                )
         checked += 1
     assert checked >= 25

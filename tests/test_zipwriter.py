@@ -260,9 +260,6 @@ class _TailFile(io.BytesIO):
         return bytes(out)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PORTABILITY_SLOW_TESTS"), reason="set PORTABILITY_SLOW_TESTS=1 (~20 s)"
-)
 def test_entry_past_4_gb_of_unknown_size() -> None:
     total = (4 << 30) + 3 * MB
     zeros = bytes(MB)

@@ -1,6 +1,6 @@
 """Fixtures for end-to-end tests: one demo world per session, its payment provider running.
 
-Import the fixtures into a test module: ``from tests.world_fixtures import demo, exporter``.
+Loaded by ``tests/conftest.py`` as a plugin, so every test can ask for ``demo`` and ``exporter``.
 """
 
 from __future__ import annotations
@@ -48,14 +48,29 @@ class Exporter:
         self.connectors = open_connectors(self.dm, demo.env)
         self.n = 0
 
-    def export(self, *identities: tuple[str, str], request_type: str = "access",
-               formats: tuple[str, ...] = ("json", "csv", "parquet"),
-               request_id: str | None = None, out: Path | None = None) -> ExportResult:
+    def export(
+        self,
+        *identities: tuple[str, str],
+        request_type: str = "access",
+        formats: tuple[str, ...] = ("json", "csv", "parquet"),
+        request_id: str | None = None,
+        out: Path | None = None,
+    ) -> ExportResult:
         self.n += 1
-        req = ExportRequest(request_id or f"req-{self.n:04d}", request_type,  # type: ignore[arg-type]
-                            tuple(Identity(t, v) for t, v in identities), formats, AS_OF)
-        return run_export(req, self.dm, LocalFolderDelivery(out or self.base / "out"),
-                          staging_root=self.base / "staging", connectors=self.connectors)
+        req = ExportRequest(
+            request_id or f"req-{self.n:04d}",
+            request_type,  # type: ignore[arg-type]
+            tuple(Identity(t, v) for t, v in identities),
+            formats,
+            AS_OF,
+        )
+        return run_export(
+            req,
+            self.dm,
+            LocalFolderDelivery(out or self.base / "out"),
+            staging_root=self.base / "staging",
+            connectors=self.connectors,
+        )
 
     def close(self) -> None:
         for c in self.connectors.values():

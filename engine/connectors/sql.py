@@ -229,6 +229,7 @@ class SqlConnector:
         tbl = sa.table(table, *(sa.column(n, types[n]) for n in names), schema=schema)
         selected: list[Any] = []
         convs: list[_Conv] = []
+        order: list[Any] = []  # every natively typed column: a total, repeatable row order
         for column in columns:
             col = tbl.c[real(column)]
             conv = _arrow_conversion(col.type)
@@ -237,6 +238,7 @@ class SqlConnector:
                 selected.append(sa.cast(col, sa.String).label(column))
             else:
                 selected.append(col.label(column))
+                order.append(col)
             convs.append(conv)
         match: Any = tbl.c[real(lookup.column)]
         if lookup.casefold:
@@ -246,7 +248,7 @@ class SqlConnector:
             where = match == sa.any_(values)
         else:
             where = match.in_(sa.bindparam("values", expanding=True))
-        return sa.select(*selected).where(where), convs
+        return sa.select(*selected).where(where).order_by(*order), convs
 
     def _stream(
         self,

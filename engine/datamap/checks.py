@@ -23,11 +23,13 @@ def check_datamap(dm: DataMap, schemas: SchemaRegistry) -> list[Problem]:
         base = f"systems.{system.name}"
         for opt, value in system.connection.items():
             if isinstance(value, str) and _SECRET_IN_URL.search(value):
-                problems.append(Problem(
-                    f"{base}.connection.{opt}",
-                    "holds a password in clear text; read it from an environment variable "
-                    "with ${NAME} instead",
-                ))
+                problems.append(
+                    Problem(
+                        f"{base}.connection.{opt}",
+                        "holds a password in clear text; read it from an environment variable "
+                        "with ${NAME} instead",
+                    )
+                )
         for e in system.entities:
             problems.extend(_check_entity(e, f"{base}.entities.{e.name}", schemas, provided_keys))
     problems.extend(_check_redaction(dm, schemas))
@@ -47,15 +49,22 @@ def _check_entity(
         out.append(Problem(path, "names no table, path, endpoint or prefix to read"))
     for i, m in enumerate(e.match):
         if m.key not in provided_keys:
-            out.append(Problem(
-                f"{path}.match.{i}.key",
-                f"key {m.key!r} is given by no request identity and yielded by no entity",
-            ))
+            out.append(
+                Problem(
+                    f"{path}.match.{i}.key",
+                    f"key {m.key!r} is given by no request identity and yielded by no entity",
+                )
+            )
     if e.directory_only or e.dataset is None:
         return out
     if e.dataset not in schemas:
-        out.append(Problem(f"{path}.dataset", f"no schema for dataset {e.dataset!r} in "
-                                              f"{schemas.folder} (known: {', '.join(schemas.names())})"))
+        out.append(
+            Problem(
+                f"{path}.dataset",
+                f"no schema for dataset {e.dataset!r} in "
+                f"{schemas.folder} (known: {', '.join(schemas.names())})",
+            )
+        )
         return out
     schema = schemas[e.dataset]
     props = schema.properties
@@ -63,28 +72,45 @@ def _check_entity(
     for f in e.fields:
         fpath = f"{path}.fields.{f.name}"
         if f.name not in props:
-            out.append(Problem(fpath, f"dataset {e.dataset!r} (schema {schema.file_name}) "
-                                      f"has no field {f.name!r}"))
+            out.append(
+                Problem(
+                    fpath,
+                    f"dataset {e.dataset!r} (schema {schema.file_name}) has no field {f.name!r}",
+                )
+            )
             continue
         if f.name in ENGINE_FIELDS or (e.files and f.name in FILE_FIELDS):
             out.append(Problem(fpath, f"field {f.name!r} is filled by the engine; remove it"))
         if f.provenance == "inferred" and not schema.nullable(f.name):
-            out.append(Problem(fpath, f"inferred field {f.name!r} must be nullable in "
-                                      f"{schema.file_name}: portability exports leave it empty"))
+            out.append(
+                Problem(
+                    fpath,
+                    f"inferred field {f.name!r} must be nullable in "
+                    f"{schema.file_name}: portability exports leave it empty",
+                )
+            )
         if f.transform == "money_minor" and not f.currency_from:
             out.append(Problem(fpath, "transform money_minor needs currency_from"))
     engine_filled = ENGINE_FIELDS | (FILE_FIELDS if e.files else frozenset())
     for name in props:
         if name not in mapped and name not in engine_filled and not schema.nullable(name):
-            out.append(Problem(f"{path}.fields", f"required field {name!r} of dataset "
-                                                 f"{e.dataset!r} is not filled"))
+            out.append(
+                Problem(
+                    f"{path}.fields",
+                    f"required field {name!r} of dataset {e.dataset!r} is not filled",
+                )
+            )
     # A withheld column may be matched on or reduced to "is it set"; never exported as it is.
     exported = {f.source for f in e.fields if f.source and f.transform not in _REDUCING}
     exported |= {f.currency_from for f in e.fields if f.currency_from}
     for i, w in enumerate(e.withheld):
         if w.column in exported:
-            out.append(Problem(f"{path}.withheld.{i}.column",
-                               f"column {w.column!r} is withheld but also exported by a field"))
+            out.append(
+                Problem(
+                    f"{path}.withheld.{i}.column",
+                    f"column {w.column!r} is withheld but also exported by a field",
+                )
+            )
     return out
 
 
@@ -92,8 +118,9 @@ def _check_redaction(dm: DataMap, schemas: SchemaRegistry) -> list[Problem]:
     out: list[Problem] = []
     for i, (dataset, field) in enumerate(dm.redaction.own_values):
         if dataset not in schemas or field not in schemas[dataset].properties:
-            out.append(Problem(f"redaction.own_values.{i}",
-                               f"dataset {dataset!r} has no field {field!r}"))
+            out.append(
+                Problem(f"redaction.own_values.{i}", f"dataset {dataset!r} has no field {field!r}")
+            )
     if dm.redaction.name_directory:
         system, entity, _ = dm.redaction.name_directory
         try:
@@ -102,6 +129,11 @@ def _check_redaction(dm: DataMap, schemas: SchemaRegistry) -> list[Problem]:
             out.append(Problem("redaction.name_directory", f"no entity {system}.{entity}"))
     uses_redaction = any(f.transform == "redact_others" for e in dm.entities() for f in e.fields)
     if uses_redaction and not dm.redaction.own_values:
-        out.append(Problem("redaction", "fields use redact_others but redaction.own_values "
-                                        "names none of the subject's own values"))
+        out.append(
+            Problem(
+                "redaction",
+                "fields use redact_others but redaction.own_values "
+                "names none of the subject's own values",
+            )
+        )
     return out

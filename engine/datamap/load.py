@@ -25,15 +25,24 @@ from engine.datamap.model import (
     Withheld,
 )
 from engine.datamap.yamlpos import line_index, nearest_line
-from engine.schemas import DATAMAP_SCHEMA, SchemaRegistry
+from engine.schemas import DATAMAP_SCHEMA, SchemaRegistry, default_registry
 
 DEFAULT_DATAMAP = Path(__file__).resolve().parents[2] / "config" / "datamap.yaml"
-_ENTITY_KEYS = {"dataset", "match", "yields", "fields", "withheld", "primary_key", "files",
-                "directory_only"}
+_ENTITY_KEYS = {
+    "dataset",
+    "match",
+    "yields",
+    "fields",
+    "withheld",
+    "primary_key",
+    "files",
+    "directory_only",
+}
 
 
-def load_datamap(path: Path | str = DEFAULT_DATAMAP,
-                 schemas: SchemaRegistry | None = None) -> DataMap:
+def load_datamap(
+    path: Path | str = DEFAULT_DATAMAP, schemas: SchemaRegistry | None = None
+) -> DataMap:
     """Load and check a data map; raise DataMapError naming file, path and why."""
     path = Path(path)
     try:
@@ -59,10 +68,11 @@ def load_datamap(path: Path | str = DEFAULT_DATAMAP,
             problems.append(Problem(p, err.message, nearest_line(lines, p)))
         raise DataMapError(path, problems)
     dm = _build(path, raw)
-    problems = check_datamap(dm, schemas or SchemaRegistry())
+    problems = check_datamap(dm, schemas or default_registry())
     if problems:
-        raise DataMapError(path, [Problem(p.path, p.why, nearest_line(lines, p.path))
-                                  for p in problems])
+        raise DataMapError(
+            path, [Problem(p.path, p.why, nearest_line(lines, p.path)) for p in problems]
+        )
     return dm
 
 
@@ -74,8 +84,16 @@ def _build(path: Path, raw: dict[str, Any]) -> DataMap:
     systems = []
     for sname, s in raw["systems"].items():
         entities = tuple(_entity(sname, ename, e) for ename, e in s["entities"].items())
-        systems.append(System(sname, s["kind"], s.get("title", sname), dict(s["connection"]),
-                              entities, s.get("source_note")))
+        systems.append(
+            System(
+                sname,
+                s["kind"],
+                s.get("title", sname),
+                dict(s["connection"]),
+                entities,
+                s.get("source_note"),
+            )
+        )
     red = raw.get("redaction") or {}
     nd = red.get("name_directory")
     redaction = RedactionSpec(
@@ -91,18 +109,24 @@ def _entity(system: str, name: str, e: dict[str, Any]) -> Entity:
         if "value" in f:
             fields.append(FieldSpec(fname, None, "observed", value=f["value"]))
         else:
-            fields.append(FieldSpec(fname, f["from"], f["provenance"], f.get("transform"),
-                                    f.get("currency_from")))
+            fields.append(
+                FieldSpec(
+                    fname, f["from"], f["provenance"], f.get("transform"), f.get("currency_from")
+                )
+            )
     return Entity(
         system=system,
         name=name,
         options={k: v for k, v in e.items() if k not in _ENTITY_KEYS},
         dataset=e.get("dataset"),
-        match=tuple(Match(m["key"], m["column"], bool(m.get("casefold"))) for m in e.get("match", [])),
+        match=tuple(
+            Match(m["key"], m["column"], bool(m.get("casefold"))) for m in e.get("match", [])
+        ),
         yields=dict(e.get("yields") or {}),
         fields=tuple(fields),
-        withheld=tuple(Withheld(w["column"], " ".join(w["reason"].split()))
-                       for w in e.get("withheld", [])),
+        withheld=tuple(
+            Withheld(w["column"], " ".join(w["reason"].split())) for w in e.get("withheld", [])
+        ),
         primary_key=e.get("primary_key"),
         files=bool(e.get("files")),
         directory_only=bool(e.get("directory_only")),
@@ -124,13 +148,17 @@ def resolve_connection(system: System, env: Mapping[str, str] | None = None) -> 
         if isinstance(value, str):
             missing = [v for v in _VAR.findall(value) if v not in env]
             if missing:
-                raise ConfigError(f"source {system.name!r}: environment variable {missing[0]} "
-                                  f"(used in connection.{key}) is not set")
+                raise ConfigError(
+                    f"source {system.name!r}: environment variable {missing[0]} "
+                    f"(used in connection.{key}) is not set"
+                )
             value = _VAR.sub(lambda m: env[m.group(1)], value)
         out[key] = value
         if key.endswith("_env") and isinstance(value, str):
             if value not in env:
-                raise ConfigError(f"source {system.name!r}: environment variable {value} "
-                                  f"(named by connection.{key}) is not set")
+                raise ConfigError(
+                    f"source {system.name!r}: environment variable {value} "
+                    f"(named by connection.{key}) is not set"
+                )
             out[key[: -len("_env")]] = env[value]
     return out

@@ -67,7 +67,7 @@ class Entity:
         return f"{self.system}.{self.name}"
 
     def source_columns(self) -> list[str]:
-        """Every source column the export reads: mapped, matched and yielded; never withheld ones."""
+        """Every source column the export reads: mapped, matched, yielded; never withheld ones."""
         cols: list[str] = []
         for f in self.fields:
             for c in (f.source, f.currency_from):

@@ -76,18 +76,24 @@ class Redactor:
     def redact(self, arr: pa.Array) -> pa.Array:
         """The array with other people's emails, phones and names replaced."""
         texts = arr.to_pylist()
-        step1 = [None if t is None else PHONE.sub(self._phone, EMAIL.sub(self._email, t))
-                 for t in texts]
+        step1 = [
+            None if t is None else PHONE.sub(self._phone, EMAIL.sub(self._email, t)) for t in texts
+        ]
         names: list[str] = []
         if self.known_names is not None:
             cands = self._candidates([t for t in step1 if t])
             if cands:
-                names = [n for n in self.known_names(cands)
-                         if " ".join(n.split()).casefold() not in self.own_names]
+                names = [
+                    n
+                    for n in self.known_names(cands)
+                    if " ".join(n.split()).casefold() not in self.own_names
+                ]
         if names:
             pattern = re.compile(
-                r"(?<![\w])(?:" + "|".join(re.escape(n) for n in
-                                         sorted(names, key=len, reverse=True)) + r")(?![\w])")
+                r"(?<![\w])(?:"
+                + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+                + r")(?![\w])"
+            )
 
             def mark(_: re.Match[str]) -> str:
                 self.redactions += 1

@@ -20,9 +20,30 @@ _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 
 # ISO 4217 minor units where they are not 2.
 _MINOR_UNITS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 
 
@@ -38,8 +59,9 @@ def _to_utc(arr: pa.Array) -> pa.Array:
             return pc.assume_timezone(pc.cast(arr, pa.timestamp("us")), "UTC")
         return pc.cast(arr, _UTC_US)
     if pa.types.is_date(t):
-        return pc.assume_timezone(pc.cast(pc.cast(arr, pa.timestamp("s")), pa.timestamp("us")),
-                                  "UTC")
+        return pc.assume_timezone(
+            pc.cast(pc.cast(arr, pa.timestamp("s")), pa.timestamp("us")), "UTC"
+        )
     if pa.types.is_integer(t):  # unix seconds
         return pc.cast(pc.cast(pc.multiply(arr, 1_000_000), pa.int64()), _UTC_US)
     if pa.types.is_floating(t):
@@ -134,9 +156,11 @@ def boolean(arr: pa.Array) -> Result:
         out = pc.not_equal(arr, 0)
         return out, 0
     text = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(arr, pa.string())))
-    out = pc.if_else(pc.is_in(text, pa.array(sorted(_TRUE))), True,
-                     pc.if_else(pc.is_in(text, pa.array(sorted(_FALSE))), False,
-                                pa.scalar(None, pa.bool_())))
+    out = pc.if_else(
+        pc.is_in(text, pa.array(sorted(_TRUE))),
+        True,
+        pc.if_else(pc.is_in(text, pa.array(sorted(_FALSE))), False, pa.scalar(None, pa.bool_())),
+    )
     return out, _failed(arr, out)
 
 
