@@ -6,22 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from demo_world.envfile import read_env
 from demo_world.payments_api import start_payments_server
-
-
-def read_world_env(world: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in (world / "world.env").read_text(encoding="utf-8").splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip()
-    return env
 
 
 @contextmanager
 def running_world(world: Path) -> Iterator[dict[str, str]]:
     """The world's environment, with PAYMENTS_API_URL pointing at a running stand-in."""
-    env = read_world_env(world)
+    env = read_env(world / "world.env")
     server = start_payments_server(world / "payments.sqlite", env["PAYMENTS_API_TOKEN"], port=0)
     try:
         yield {**env, "PAYMENTS_API_URL": server.url}

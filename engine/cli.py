@@ -98,6 +98,16 @@ def export_one(
     raise AssertionError("unreachable")
 
 
+request_type_option = click.option(
+    "--type",
+    "request_type",
+    type=click.Choice(["access", "portability"]),
+    default="access",
+    show_default=True,
+    help="access (Art. 15): all data; portability (Art. 20): provided and observed data",
+)
+
+
 @click.group()
 def main() -> None:
     """Find everything held about a person and deliver it as a verified archive."""
@@ -107,13 +117,7 @@ def main() -> None:
 @click.option("--email", help="the subject's email address")
 @click.option("--email-sha256", help="SHA-256 (hex) of the subject's lower-cased email")
 @click.option("--customer-id", help="the subject's customer number")
-@click.option(
-    "--type",
-    "request_type",
-    type=click.Choice(["access", "portability"]),
-    default="access",
-    show_default=True,
-)
+@request_type_option
 @click.option(
     "--format",
     "formats",
@@ -202,13 +206,7 @@ def _world(out: Path, seed: int, size: str, sql_url: str | None = None) -> dict:
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option(
-    "--type",
-    "request_type",
-    type=click.Choice(["access", "portability"]),
-    default="access",
-    show_default=True,
-)
+@request_type_option
 def demo(out: Path, seed: int, request_type: str) -> None:
     """Build the demo world and export one person end to end."""
     from demo_world.session import running_world

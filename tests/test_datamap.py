@@ -12,7 +12,7 @@ from engine.datamap.graph import entity_order
 from engine.datamap.load import resolve_connection
 
 
-def _write(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
+def _write(tmp_path: Path, mutate) -> Path:
     doc = yaml.safe_load(DEFAULT_DATAMAP.read_text())
     mutate(doc)
     p = tmp_path / "datamap.yaml"
@@ -29,8 +29,15 @@ def test_shipped_datamap_is_valid_and_ordered() -> None:
     assert order.index("crm.people") < order.index("crm.support_tickets")
     assert "crm.people_directory" not in order
     assert set(dm.datasets()) == {
-        "personal", "account", "organisation_membership", "support_ticket",
-        "marketing_consent", "usage_event", "customer_object", "payment"}
+        "personal",
+        "account",
+        "organisation_membership",
+        "support_ticket",
+        "marketing_consent",
+        "usage_event",
+        "customer_object",
+        "payment",
+    }
 
 
 def test_withheld_columns_are_never_exported() -> None:
@@ -46,28 +53,53 @@ def test_withheld_columns_are_never_exported() -> None:
 @pytest.mark.parametrize(
     ("mutate", "path", "why"),
     [
-        (lambda d: d["systems"]["crm"]["entities"]["people"]["fields"].update(
-            shoe_size={"from": "shoe", "provenance": "provided"}),
-         "systems.crm.entities.people.fields.shoe_size", "has no field 'shoe_size'"),
-        (lambda d: d["systems"]["crm"]["entities"]["people"]["fields"]["email"].update(
-            provenance="guessed"),
-         "systems.crm.entities.people.fields.email", "provenance"),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["people"]["fields"].update(
+                shoe_size={"from": "shoe", "provenance": "provided"}
+            ),
+            "systems.crm.entities.people.fields.shoe_size",
+            "has no field 'shoe_size'",
+        ),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["people"]["fields"]["email"].update(
+                provenance="guessed"
+            ),
+            "systems.crm.entities.people.fields.email",
+            "provenance",
+        ),
         (lambda d: d["systems"]["crm"].update(kind="oracle"), "systems.crm.kind", "oracle"),
-        (lambda d: d["systems"]["crm"]["entities"]["accounts"]["match"][0].update(key="ssn"),
-         "systems.crm.entities.accounts.match.0.key", "'ssn' is given by no request identity"),
-        (lambda d: d["systems"]["crm"]["connection"].update(
-            url="postgresql://app:hunter2@db/crm"),
-         "systems.crm.connection.url", "password in clear text"),
-        (lambda d: d["systems"]["crm"]["entities"]["people"]["fields"]["segment"].update(
-            **{"from": "risk_score"}),
-         "systems.crm.entities.people.withheld.0.column", "withheld but also exported"),
-        (lambda d: d["systems"]["crm"]["entities"]["people"].update(dataset="shoes"),
-         "systems.crm.entities.people.dataset", "no schema for dataset 'shoes'"),
-        (lambda d: d["systems"]["crm"]["entities"]["people"]["fields"].pop("person_id"),
-         "systems.crm.entities.people.fields", "required field 'person_id'"),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["accounts"]["match"][0].update(key="ssn"),
+            "systems.crm.entities.accounts.match.0.key",
+            "'ssn' is given by no request identity",
+        ),
+        (
+            lambda d: d["systems"]["crm"]["connection"].update(
+                url="postgresql://app:hunter2@db/crm"
+            ),
+            "systems.crm.connection.url",
+            "password in clear text",
+        ),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["people"]["fields"]["segment"].update(
+                **{"from": "risk_score"}
+            ),
+            "systems.crm.entities.people.withheld.0.column",
+            "withheld but also exported",
+        ),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["people"].update(dataset="shoes"),
+            "systems.crm.entities.people.dataset",
+            "no schema for dataset 'shoes'",
+        ),
+        (
+            lambda d: d["systems"]["crm"]["entities"]["people"]["fields"].pop("person_id"),
+            "systems.crm.entities.people.fields",
+            "required field 'person_id'",
+        ),
     ],
 )
-def test_malformed_datamap_names_file_path_and_why(tmp_path: Path, mutate, path, why) -> None:  # noqa: ANN001
+def test_malformed_datamap_names_file_path_and_why(tmp_path: Path, mutate, path, why) -> None:
     p = _write(tmp_path, mutate)
     with pytest.raises(DataMapError) as info:
         load_datamap(p)
@@ -82,7 +114,9 @@ def test_malformed_datamap_names_file_path_and_why(tmp_path: Path, mutate, path,
 def test_cycle_is_refused(tmp_path: Path) -> None:
     def mutate(d: dict) -> None:
         d["systems"]["crm"]["entities"]["people"]["match"].append(
-            {"key": "account_id", "column": "person_id"})
+            {"key": "account_id", "column": "person_id"}
+        )
+
     with pytest.raises(DataMapError, match="cycle"):
         load_datamap(_write(tmp_path, mutate))
 
@@ -100,8 +134,9 @@ def test_missing_environment_variable_is_named() -> None:
     dm = load_datamap()
     with pytest.raises(ConfigError, match="CRM_DATABASE_URL"):
         resolve_connection(dm.system("crm"), env={})
-    opts = resolve_connection(dm.system("payments"),
-                              env={"PAYMENTS_API_URL": "http://x", "PAYMENTS_API_TOKEN": "t0k"})
+    opts = resolve_connection(
+        dm.system("payments"), env={"PAYMENTS_API_URL": "http://x", "PAYMENTS_API_TOKEN": "t0k"}
+    )
     assert opts["token"] == "t0k" and opts["base_url"] == "http://x"
     with pytest.raises(ConfigError, match="PAYMENTS_API_TOKEN") as info:
         resolve_connection(dm.system("payments"), env={"PAYMENTS_API_URL": "http://x"})

@@ -157,16 +157,22 @@ class SqlConnector:
         self, entity: Mapping[str, Any], lookup: Lookup, columns: Sequence[str]
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``columns`` of the rows whose ``lookup.column`` is one of the values."""
+        schema, table, label, values = self.prepare(entity, lookup, columns)
+        if not values:
+            return iter(())
+        return self._stream(schema, table, label, lookup, list(columns), values)
+
+    def prepare(
+        self, entity: Mapping[str, Any], lookup: Lookup, columns: Sequence[str]
+    ) -> tuple[str | None, str, str, list[str]]:
+        """Checked ``(schema, table, label, values)`` of a lookup, before any query."""
         schema, table = self.table_name(entity)
         label = f"entity {table!r}"
         if not columns:
             raise SourceError(self.name, f"{label}: no columns requested")
         for column in (*columns, lookup.column):
             check_identifier(self.name, column, "column")
-        values = lookup.distinct()
-        if not values:
-            return iter(())
-        return self._stream(schema, table, label, lookup, list(columns), values)
+        return schema, table, label, lookup.distinct()
 
     def table_name(self, entity: Mapping[str, Any]) -> tuple[str | None, str]:
         """``(schema or None, table)`` of an entity, each a checked identifier."""

@@ -21,7 +21,7 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
 from engine.connectors.base import Lookup, SourceError
-from engine.connectors.sql import SqlConnector, check_identifier
+from engine.connectors.sql import SqlConnector
 
 SEGMENT_BYTES = 16 << 20
 _CSV_TYPES = (
@@ -46,13 +46,7 @@ def copy_batches(
     """Like ``conn.fetch`` (PostgreSQL only), through ``COPY ... TO STDOUT (FORMAT csv)``."""
     if not conn.is_postgresql:
         raise SourceError(conn.name, "COPY bulk reads need PostgreSQL")
-    schema, table = conn.table_name(entity)
-    label = f"entity {table!r}"
-    if not columns:
-        raise SourceError(conn.name, f"{label}: no columns requested")
-    for column in (*columns, lookup.column):
-        check_identifier(conn.name, column, "column")
-    values = lookup.distinct()
+    schema, table, label, values = conn.prepare(entity, lookup, columns)
     if not values:
         return iter(())
     return _copy(conn, schema, table, label, lookup, list(columns), values, segment_bytes)
