@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from engine.manifest import build_manifest
 from engine.notices import notices_for
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry, default_registry
-from engine.staging import Staging
+from engine.staging import MEMORY_LIMIT, Staging
 from exporters.delivery import Delivered, Delivery
 from exporters.package import DatasetInput, FileInput, pack
 
@@ -89,12 +89,13 @@ def run_export(
     env: Mapping[str, str] | None = None,
     register_path: Path = DEFAULT_REGISTER,
     progress: Progress | None = None,
+    staging_memory_limit: int = MEMORY_LIMIT,
 ) -> ExportResult:
     schemas = schemas or default_registry()
     register = load_register(register_path)
     own_connectors = connectors is None
     conns = open_connectors(datamap, env) if connectors is None else connectors
-    staging = Staging(staging_root, request.request_id)
+    staging = Staging(staging_root, request.request_id, staging_memory_limit)
     extractor = Extractor(request, datamap, schemas, conns, staging, progress)
     try:
         try:
@@ -148,7 +149,7 @@ def _pack(
                 s.file_name,
                 s.document,
                 s.compiled.arrow_schema,
-                staging.staged_files(name),
+                partial(staging.batches, name),
             )
         )
     files = [FileInput(f.archive_path, staging.path / f.archive_path, f.size) for f in ex.files]

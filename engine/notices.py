@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow.parquet as pq
-
 from engine.staging import Staging
 
 CHILD_AGE = 16
@@ -19,9 +17,8 @@ def notices_for(staging: Staging, as_of: dt.datetime) -> list[dict[str, str]]:
     """``subject_under_16`` when a date of birth makes the subject a child (policy s. 10)."""
     out: list[dict[str, str]] = []
     today = as_of.date()
-    for path in staging.staged_files("personal"):
-        col = pq.read_table(path, columns=["date_of_birth"]).column(0).to_pylist()
-        ages = [_age(dt.date.fromisoformat(v), today) for v in col if v]
+    for batch in staging.batches("personal", ["date_of_birth"]):
+        ages = [_age(dt.date.fromisoformat(v), today) for v in batch.column(0).to_pylist() if v]
         if any(a < CHILD_AGE for a in ages):
             out.append(
                 {

@@ -3,20 +3,27 @@
 ``<root>/<request_id>/`` with mode 0700, holding ``datasets/<dataset>/<entity>.parquet``,
 ``files/`` (customer files under their archive names) and the archive being built.
 It is removed when the request ends, delivered or not.
+
+A typical subject's records are small: they stay in memory as Arrow batches until they
+pass ``memory_limit`` bytes, and then everything spills to the Parquet files, so memory
+stays bounded whatever the subject's size.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+MEMORY_LIMIT = 64 << 20
+
 
 class Staging:
-    def __init__(self, root: Path, request_id: str) -> None:
+    def __init__(self, root: Path, request_id: str, memory_limit: int = MEMORY_LIMIT) -> None:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(root, 0o700)
         self.path = root / request_id
@@ -28,15 +35,34 @@ class Staging:
         self.datasets.mkdir(mode=0o700)
         self.files.mkdir(mode=0o700)
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+        self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
+        self._memory_bytes = 0
+        self.memory_limit = memory_limit
 
     def dataset_file(self, dataset: str, entity_ref: str) -> Path:
         return self.datasets / dataset / f"{entity_ref}.parquet"
 
     def write(self, dataset: str, entity_ref: str, batch: pa.RecordBatch) -> None:
         key = (dataset, entity_ref)
+        if not self._writers and self._memory_bytes + batch.nbytes <= self.memory_limit:
+            self._memory.setdefault(key, []).append(batch)
+            self._memory_bytes += batch.nbytes
+            return
+        self._spill()
+        self._write_file(key, batch)
+
+    def _spill(self) -> None:
+        """Move every batch held in memory to its Parquet file."""
+        for key, batches in self._memory.items():
+            for b in batches:
+                self._write_file(key, b)
+        self._memory.clear()
+        self._memory_bytes = 0
+
+    def _write_file(self, key: tuple[str, str], batch: pa.RecordBatch) -> None:
         writer = self._writers.get(key)
         if writer is None:
-            path = self.dataset_file(dataset, entity_ref)
+            path = self.dataset_file(*key)
             path.parent.mkdir(exist_ok=True, mode=0o700)
             writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
             self._writers[key] = writer
@@ -47,11 +73,24 @@ class Staging:
             w.close()
         self._writers.clear()
 
-    def staged_files(self, dataset: str) -> list[Path]:
-        """Staged Parquet files of a dataset, in a stable order."""
+    def staged_paths(self) -> list[Path]:
+        """Parquet files written so far (empty while everything fits in memory)."""
+        return sorted(self.datasets.glob("*/*.parquet"))
+
+    def batches(self, dataset: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """A dataset's staged batches, entity by entity in name order (call after finish)."""
+        refs = {ref for ds, ref in self._memory if ds == dataset}
         folder = self.datasets / dataset
-        return sorted(folder.glob("*.parquet")) if folder.exists() else []
+        if folder.exists():
+            refs |= {p.stem for p in folder.glob("*.parquet")}
+        for ref in sorted(refs):
+            for b in self._memory.get((dataset, ref), []):
+                yield b.select(columns) if columns else b
+            path = self.dataset_file(dataset, ref)
+            if (dataset, ref) not in self._memory and path.exists():
+                yield from pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=columns)
 
     def cleanup(self) -> None:
         self.finish()
+        self._memory.clear()
         shutil.rmtree(self.path, ignore_errors=True)

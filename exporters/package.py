@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from exporters import datapackage
 from exporters.formats import FORMATS
@@ -32,7 +31,7 @@ class DatasetInput:
     schema_file: str  # file name under schemas/
     schema_doc: dict[str, Any]
     arrow_schema: pa.Schema
-    staged: list[Path]
+    batches: Callable[[], Iterator[pa.RecordBatch]]  # a fresh pass over the records each call
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,6 @@ class FileInput:
     archive_path: str
     staged: Path
     size: int
-
-
-def _batches(paths: list[Path]) -> Iterator[pa.RecordBatch]:
-    for p in paths:
-        yield from pq.ParquetFile(p).iter_batches(batch_size=65_536)
 
 
 def pack(
@@ -68,7 +62,7 @@ def pack(
                 write, ext, _media = FORMATS[fmt]
                 arc = f"data/{ds.name}.{ext}"
                 with zw.open(arc, compress=fmt != "parquet") as out:
-                    write(_batches(ds.staged), ds.arrow_schema, out)
+                    write(ds.batches(), ds.arrow_schema, out)
                 info = zw.entries[-1]
                 data_files.setdefault(ds.name, []).append(arc)
                 resources.append(

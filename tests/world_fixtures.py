@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,7 @@ class Exporter:
         formats: tuple[str, ...] = ("json", "csv", "parquet"),
         request_id: str | None = None,
         out: Path | None = None,
+        **options: Any,
     ) -> ExportResult:
         self.n += 1
         req = ExportRequest(
@@ -70,6 +72,7 @@ class Exporter:
             LocalFolderDelivery(out or self.base / "out"),
             staging_root=self.base / "staging",
             connectors=self.connectors,
+            **options,
         )
 
     def close(self) -> None:
