@@ -21,6 +21,7 @@ import pytest
 
 from exporters.formats import FORMATS, write_csv, write_json, write_parquet
 from exporters.zipwriter import ArchiveWriter
+from tests.streams import Sink
 
 SCHEMA = pa.schema(
     [
@@ -48,28 +49,6 @@ ROWS = {
 }
 TABLE = pa.table(ROWS, schema=SCHEMA)
 RECORDS = TABLE.to_pylist()
-
-
-class Sink:
-    """Write-only, no seek, no tell: what an archive entry looks like from outside."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buf += data
-        return len(data)
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        pass
-
-    closed = False
 
 
 def duck_records(sql: str) -> list[dict[str, object]]:

@@ -19,23 +19,10 @@ from pathlib import Path
 import pytest
 
 from exporters.zipwriter import ArchiveWriter, EntryInfo, should_compress
+from tests.streams import Sink
 
 WHEN = datetime(2026, 6, 30, 12, 34, 56, tzinfo=UTC)
 MB = 1 << 20
-
-
-class Sink:
-    """A write-only, non-seekable stream, like a socket or an upload."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buf += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 class GeneratorReader:
