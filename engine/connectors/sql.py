@@ -24,6 +24,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -256,6 +257,26 @@ class SqlConnector:
             where = match.in_(sa.bindparam("values", expanding=True))
         return sa.select(*selected).where(where).order_by(*order), convs
 
+    @contextmanager
+    def query(
+        self, schema: str | None, table: str, label: str, lookup: Lookup, columns: list[str]
+    ) -> Iterator[tuple[sa.Connection, sa.Select[Any], list[_Conv]]]:
+        """A connection, the lookup's SELECT and its conversions; driver errors raised in
+        the block become SourceErrors naming the source only."""
+        phase = "connection"
+        try:
+            with self.engine.connect() as conn:
+                phase = "query"
+                types = self.column_types(conn, schema, table, label, (*columns, lookup.column))
+                stmt, convs = self.build_select(types, schema, table, label, lookup, columns)
+                yield conn, stmt, convs
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: read-only creator
+            raise self.source_error(exc, label, phase) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):  # raw driver use (COPY)
+                raise self.source_error(exc, label, phase) from None
+            raise
+
     def _stream(
         self,
         schema: str | None,
@@ -266,21 +287,13 @@ class SqlConnector:
         values: list[str],
     ) -> Iterator[pa.RecordBatch]:
         size = ANY_CHUNK if self.is_postgresql else self.in_chunk
-        phase = "connection"
         try:
-            with self.engine.connect() as conn:
-                phase = "query"
-                types = self.column_types(conn, schema, table, label, (*columns, lookup.column))
-                stmt, convs = self.build_select(types, schema, table, label, lookup, columns)
+            with self.query(schema, table, label, lookup, columns) as (conn, stmt, convs):
                 conn = conn.execution_options(yield_per=self.batch_rows)
                 for start in range(0, len(values), size):
                     result = conn.execute(stmt, {"values": values[start : start + size]})
                     for rows in result.partitions():
                         yield self._batch(rows, columns, convs, label)
-        except sa.exc.SQLAlchemyError as exc:
-            raise self.source_error(exc, label, phase) from None
-        except sqlite3.Error as exc:  # raised by the read-only SQLite creator
-            raise self.source_error(exc, label, phase) from None
         except (ValueError, TypeError, ArithmeticError) as exc:  # a type's result processor
             raise SourceError(
                 self.name, f"{label}: a row could not be read ({type(exc).__name__})"

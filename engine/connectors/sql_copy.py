@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import sqlalchemy as sa
 
 from engine.connectors.base import Lookup, SourceError
 from engine.connectors.sql import SqlConnector
@@ -74,12 +73,8 @@ def _copy(
     values: list[str],
     segment_bytes: int,
 ) -> Iterator[pa.RecordBatch]:
-    phase = "connection"
     try:
-        with conn.engine.connect() as sa_conn:
-            phase = "query"
-            types = conn.column_types(sa_conn, schema, table, label, (*columns, lookup.column))
-            stmt, convs = conn.build_select(types, schema, table, label, lookup, columns)
+        with conn.query(schema, table, label, lookup, columns) as (sa_conn, stmt, convs):
             for name, (type_, _) in zip(columns, convs, strict=True):
                 if not any(check(type_) for check in _CSV_TYPES):
                     raise SourceError(
@@ -106,13 +101,7 @@ def _copy(
                         pa.BufferReader(segment), read_options=read, convert_options=convert
                     )
                     yield from parsed.combine_chunks().to_batches()
-    except sa.exc.SQLAlchemyError as exc:
-        raise conn.source_error(exc, label, phase) from None
     except pa.ArrowInvalid as exc:
         raise SourceError(
             conn.name, f"{label}: COPY output could not be parsed ({type(exc).__name__})"
         ) from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):
-            raise conn.source_error(exc, label, phase) from None
-        raise
