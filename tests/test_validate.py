@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from engine.normalize.formats import FORMATS
+from engine.normalize.formats import FORMATS, REFERENCE
 from engine.normalize.re2_translate import re2_pattern
 from engine.normalize.validate import (
     CompiledSchema,
@@ -611,6 +611,10 @@ def test_formats_agree_with_format_checker(fmt: str) -> None:
     wrong = [(v, e) for v, g, e in zip(values, got, expected, strict=True) if g != e]
     assert not wrong, wrong[:10]
     assert 0 < sum(expected) < len(values)
+    # the value-by-value path that small and low-cardinality columns take
+    by_value = [REFERENCE[fmt](v) for v in values]
+    wrong = [(v, e) for v, g, e in zip(values, by_value, expected, strict=True) if g != e]
+    assert not wrong, wrong[:10]
 
 
 def test_date_time_upper_only_matters_for_ascii() -> None:
@@ -663,6 +667,12 @@ def test_patterns_agree_with_python_re(pattern: str) -> None:
     got = pc.match_substring_regex(pa.array(values, pa.string()), expr).to_pylist()
     expected = [re.search(pattern, v) is not None for v in values]
     assert got == expected
+    # every path of the pattern keyword: value by value, per distinct value, whole column
+    schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": pattern}}}
+    compiled = CompiledSchema.from_schema(schema)
+    for batch in (values[:40], values[:40] * 3, values[:100] * 60, values):
+        mask = compiled.invalid_mask(pa.table({"v": pa.array(batch, pa.string())}))
+        assert mask.to_pylist() == [re.search(pattern, v) is None for v in batch]
 
 
 @pytest.mark.parametrize("pattern", [r"^\d$", r"^\w$", r"^\s$", r"^.$", r"^[^\d\s]$"])

@@ -11,13 +11,14 @@ The record seen by jsonschema is the column value as ``to_pylist`` gives it (nul
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.normalize.formats import FORMATS
+from engine.normalize.formats import FORMATS, REFERENCE
 from engine.normalize.schema_compile import PropertyRules, Scalar
 
 ArrayLike = pa.Array | pa.ChunkedArray
@@ -26,6 +27,7 @@ Kind = Literal["string", "integer", "number", "boolean", "null", "other"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _DISTINCT_MIN_ROWS, _DISTINCT_SAMPLE, _DISTINCT_RATIO = 4096, 2048, 8
+_PER_VALUE_MAX = 64  # up to this many values, Python checks each (no RE2 compile)
 _FAILS = {  # keyword: (comparison that fails the record, bound rounding for integers)
     "minimum": ("less", "ceil"),
     "maximum": ("greater", "floor"),
@@ -190,17 +192,15 @@ def property_failures(rules: PropertyRules, col: ArrayLike, kind: Kind) -> list[
         out.append(("const", _inverted(member_of(col, kind, rules.const))))
     if kind == "string":
         if rules.pattern is not None:
-            expr = rules.pattern
-            out.append(
-                (
-                    "pattern",
-                    _not_valid(per_distinct(col, lambda a: pc.match_substring_regex(a, expr))),
-                )
+            expr, search = rules.pattern, re.compile(rules.pattern_source or "").search
+            verdicts = per_distinct(
+                col, lambda a: pc.match_substring_regex(a, expr), lambda v: bool(search(v))
             )
+            out.append(("pattern", _not_valid(verdicts)))
         if rules.format is not None:
-            out.append(
-                (f"format:{rules.format}", _not_valid(per_distinct(col, FORMATS[rules.format])))
-            )
+            fmt = rules.format
+            verdicts = per_distinct(col, FORMATS[fmt], REFERENCE[fmt])
+            out.append((f"format:{fmt}", _not_valid(verdicts)))
         if rules.min_length is not None or rules.max_length is not None:
             length = pc.utf8_length(col)
             if rules.min_length is not None:
@@ -212,20 +212,41 @@ def property_failures(rules: PropertyRules, col: ArrayLike, kind: Kind) -> list[
     return out
 
 
-def per_distinct(col: ArrayLike, check: Callable[[ArrayLike], ArrayLike]) -> ArrayLike:
-    """``check(col)``, run on the distinct values when a sample shows many repeats.
+def per_distinct(
+    col: ArrayLike,
+    check: Callable[[ArrayLike], ArrayLike],
+    reference: Callable[[str], bool],
+) -> ArrayLike:
+    """True where a string conforms, null where it is null: ``check`` on the column, or
+    on its distinct values when they repeat, or ``reference`` value by value when there
+    are few of them.
 
-    Regex checks cost about as much per value as everything else together; a batch of
-    one subject repeats its account ids, source, country... many times.
+    Regex checks cost about as much per value as everything else together, and RE2
+    compiles the expression on every call; a batch of one subject repeats its account
+    ids, source, country... many times, and most batches are small.
     """
     if isinstance(col, pa.ChunkedArray):
-        return pa.chunked_array([per_distinct(c, check) for c in col.chunks], pa.bool_())
+        chunks = [per_distinct(c, check, reference) for c in col.chunks]
+        return pa.chunked_array(chunks, pa.bool_())
+    if len(col) <= _PER_VALUE_MAX:
+        return _per_value(col, reference)
     if len(col) >= _DISTINCT_MIN_ROWS:
         sample = col.slice(0, _DISTINCT_SAMPLE)
-        if pc.count_distinct(sample).as_py() * _DISTINCT_RATIO <= len(sample):
-            encoded = pc.dictionary_encode(col)
-            return pc.take(check(encoded.dictionary), encoded.indices)
-    return check(col)
+        if pc.count_distinct(sample).as_py() * _DISTINCT_RATIO > len(sample):
+            return check(col)
+    encoded = pc.dictionary_encode(col)
+    values = encoded.dictionary
+    if len(values) <= _PER_VALUE_MAX:
+        verdicts = _per_value(values, reference)
+    elif len(values) * _DISTINCT_RATIO <= len(col):
+        verdicts = check(values)
+    else:
+        return check(col)
+    return pc.take(verdicts, encoded.indices)
+
+
+def _per_value(col: pa.Array, reference: Callable[[str], bool]) -> pa.Array:
+    return pa.array([None if v is None else reference(v) for v in col.to_pylist()], pa.bool_())
 
 
 def _inverted(mask: Mask) -> Mask:

@@ -83,6 +83,7 @@ class PropertyRules:
     min_length: int | None = None
     max_length: int | None = None
     bounds: tuple[tuple[str, int | float], ...] = ()
+    pattern_source: str | None = None  # as written: jsonschema runs it with Python's re
 
     @property
     def nullable(self) -> bool:
@@ -199,6 +200,7 @@ def _property(name: str, sub: Any, path: str, top: bool) -> PropertyRules:
         _length(sub, "minLength", path),
         _length(sub, "maxLength", path),
         bounds,
+        sub["pattern"] if pattern is not None else None,
     )
 
 
