@@ -17,7 +17,7 @@ import yaml
 from engine.connectors.base import Connector, SourceError
 from engine.connectors.registry import build_connector
 from engine.datamap import DataMap, resolve_connection
-from engine.extract import Extraction, Extractor, Progress, SourceOutcome, Violation
+from engine.extract import WORKERS, Extraction, Extractor, Progress, SourceOutcome, Violation
 from engine.manifest import build_manifest
 from engine.notices import notices_for
 from engine.request import ExportRequest
@@ -90,13 +90,18 @@ def run_export(
     register_path: Path = DEFAULT_REGISTER,
     progress: Progress | None = None,
     staging_memory_limit: int = MEMORY_LIMIT,
+    workers: int = WORKERS,
 ) -> ExportResult:
+    """Export one request and deliver its archive, or raise ``ExportFailed``.
+
+    ``workers`` bounds how many sources of one wave are read at the same time.
+    """
     schemas = schemas or default_registry()
     register = load_register(register_path)
     own_connectors = connectors is None
     conns = open_connectors(datamap, env) if connectors is None else connectors
     staging = Staging(staging_root, request.request_id, staging_memory_limit)
-    extractor = Extractor(request, datamap, schemas, conns, staging, progress)
+    extractor = Extractor(request, datamap, schemas, conns, staging, progress, workers)
     try:
         try:
             extraction = extractor.run()

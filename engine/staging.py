@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,18 +39,21 @@ class Staging:
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
         self._memory_bytes = 0
         self.memory_limit = memory_limit
+        self._lock = threading.Lock()  # entities are read (and staged) in parallel
 
     def dataset_file(self, dataset: str, entity_ref: str) -> Path:
         return self.datasets / dataset / f"{entity_ref}.parquet"
 
     def write(self, dataset: str, entity_ref: str, batch: pa.RecordBatch) -> None:
+        """Stage a batch of an entity; an entity's batches keep their order (thread-safe)."""
         key = (dataset, entity_ref)
-        if not self._writers and self._memory_bytes + batch.nbytes <= self.memory_limit:
-            self._memory.setdefault(key, []).append(batch)
-            self._memory_bytes += batch.nbytes
-            return
-        self._spill()
-        self._write_file(key, batch)
+        with self._lock:
+            if not self._writers and self._memory_bytes + batch.nbytes <= self.memory_limit:
+                self._memory.setdefault(key, []).append(batch)
+                self._memory_bytes += batch.nbytes
+                return
+            self._spill()
+            self._write_file(key, batch)
 
     def _spill(self) -> None:
         """Move every batch held in memory to its Parquet file."""
@@ -69,9 +73,10 @@ class Staging:
         writer.write_batch(batch)
 
     def finish(self) -> None:
-        for w in self._writers.values():
-            w.close()
-        self._writers.clear()
+        with self._lock:
+            for w in self._writers.values():
+                w.close()
+            self._writers.clear()
 
     def staged_paths(self) -> list[Path]:
         """Parquet files written so far (empty while everything fits in memory)."""

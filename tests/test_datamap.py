@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.datamap import DEFAULT_DATAMAP, ConfigError, DataMapError, load_datamap
-from engine.datamap.graph import entity_order
+from engine.datamap.graph import entity_order, entity_waves
 from engine.datamap.load import resolve_connection
 
 
@@ -28,6 +28,20 @@ def test_shipped_datamap_is_valid_and_ordered() -> None:
     assert order.index("crm.accounts") < order.index("payments.charges")
     assert order.index("crm.people") < order.index("crm.support_tickets")
     assert "crm.people_directory" not in order
+    # entities of a wave are read together: each needs only keys of earlier waves
+    waves = [[e.ref for e in wave] for wave in entity_waves(dm)]
+    assert waves == [
+        ["crm.people"],
+        ["crm.accounts", "crm.memberships", "crm.support_tickets", "crm.marketing_consents"],
+        [
+            "event_lake.events",
+            "object_store.files",
+            "payments.customers",
+            "payments.payment_methods",
+            "payments.charges",
+            "payments.invoices",
+        ],
+    ]
     assert set(dm.datasets()) == {
         "personal",
         "account",

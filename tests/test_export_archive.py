@@ -131,6 +131,13 @@ def test_same_sources_and_as_of_give_identical_bytes(
     b = exporter.export(("email", email), request_id="determinism", out=tmp_path / "b")
     assert a.delivered.sha256 == b.delivered.sha256
     assert Path(a.delivered.location).read_bytes() == Path(b.delivered.location).read_bytes()
+    # sources read one by one or all of a wave at once: the same archive
+    one = exporter.export(("email", email), request_id="determinism", out=tmp_path / "c", workers=1)
+    many = exporter.export(
+        ("email", email), request_id="determinism", out=tmp_path / "d", workers=16
+    )
+    assert one.delivered.sha256 == many.delivered.sha256 == a.delivered.sha256
+    assert [o.entity for o in one.outcomes] == [o.entity for o in many.outcomes]
 
 
 def test_person_found_nowhere_gets_a_definite_answer(demo: Demo, exporter: Exporter) -> None:

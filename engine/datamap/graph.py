@@ -1,4 +1,8 @@
-"""The order in which entities are read: an entity after every entity yielding its keys."""
+"""The order in which entities are read: an entity after every entity yielding its keys.
+
+Entities come in waves: every entity of a wave depends only on earlier waves, so the
+entities of one wave can be read at the same time.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,12 @@ class CycleError(ValueError):
 
 
 def entity_order(dm: DataMap) -> list[Entity]:
-    """Entities in dependency order (stable: data map order among equals).
+    """Entities in dependency order (stable: data map order among equals)."""
+    return [e for wave in entity_waves(dm) for e in wave]
+
+
+def entity_waves(dm: DataMap) -> list[list[Entity]]:
+    """Entities in waves, each in data map order; a wave needs only earlier waves' keys.
 
     An entity that matches on key ``k`` comes after every *other* entity that yields
     ``k``, and an entity redacting free text after the entities that give the
@@ -30,7 +39,7 @@ def entity_order(dm: DataMap) -> list[Entity]:
     for e in entities:
         if any(f.transform == "redact_others" for f in e.fields):
             deps[e.ref] |= {o.ref for o in entities if o.dataset in own and o.ref != e.ref}
-    ordered: list[Entity] = []
+    waves: list[list[Entity]] = []
     done: set[str] = set()
     pending = list(entities)
     while pending:
@@ -38,8 +47,7 @@ def entity_order(dm: DataMap) -> list[Entity]:
         if not ready:
             names = ", ".join(e.ref for e in pending)
             raise CycleError(f"entities depend on each other's keys in a cycle: {names}")
-        for e in ready:
-            ordered.append(e)
-            done.add(e.ref)
+        waves.append(ready)
+        done.update(e.ref for e in ready)
         pending = [e for e in pending if e.ref not in done]
-    return ordered
+    return waves

@@ -9,6 +9,7 @@ unless it is the subject's own name.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable
 
 import pyarrow as pa
@@ -48,6 +49,7 @@ class Redactor:
         self.own_names = {" ".join(n.split()).casefold() for n in own_names if n}
         self.known_names = known_names
         self.redactions = 0
+        self._lock = threading.Lock()  # entities of a wave may redact at the same time
 
     def _email(self, m: re.Match[str]) -> str:
         if m.group(0).casefold() in self.own_emails:
@@ -74,6 +76,11 @@ class Redactor:
         return sorted(found)
 
     def redact(self, arr: pa.Array) -> pa.Array:
+        """``arr`` with other people's emails, phones and names replaced (thread-safe)."""
+        with self._lock:
+            return self._redact(arr)
+
+    def _redact(self, arr: pa.Array) -> pa.Array:
         """The array with other people's emails, phones and names replaced."""
         texts = arr.to_pylist()
         step1 = [
