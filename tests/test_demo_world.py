@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from demo_world import SIZES, Faults, World, WorldSize, build_world, start_payments_server
+from demo_world.session import running_world
 from demo_world.sizes import REF_TS, resolve_size
 from demo_world.sql import TABLES, normalize_url
 from demo_world.vec import IdSpace, crc32_rows
@@ -365,7 +366,7 @@ def test_edge_events_objects_and_nobody(demo: World) -> None:
 def test_event_lake_layout(demo: World) -> None:
     path = demo.root / "events" / "bucket=05" / "part-0.parquet"
     meta = pq.ParquetFile(path).metadata
-    assert all(meta.row_group(i).num_rows <= 16_384 for i in range(meta.num_row_groups))
+    assert all(meta.row_group(i).num_rows <= 4_096 for i in range(meta.num_row_groups))
     table = pq.read_table(path)
     assert table.schema.names == [
         "event_id",
@@ -495,6 +496,18 @@ def test_payments_api_command_line(demo: World) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_running_world_serves_payments(demo: World, own_process: bool) -> None:
+    cus = demo.edge_cases["heavy_user"]["payment_customer_ids"][0]
+    with running_world(demo.root, own_process=own_process) as env:
+        url = f"{env['PAYMENTS_API_URL']}/v1/customers/{cus}"
+        assert env["PAYMENTS_API_TOKEN"] == demo.env["PAYMENTS_API_TOKEN"]
+        assert httpx.get(url, headers=auth(demo)).status_code == 200
+        assert httpx.get(url).status_code == 401
+    with pytest.raises(httpx.ConnectError):  # stopped with the block
+        httpx.get(url, headers=auth(demo))
 
 
 # --------------------------------------------------------------------------- SQL backends

@@ -1,7 +1,8 @@
 """Customer files in object storage: a local folder here, an S3 bucket in ``objects_s3``.
 
 Connection: ``{"root": "<dir>"}`` or ``{"bucket": ..., "endpoint_url": ..., "region": ...,
-"key_prefix": ...}``. Entity: ``{"prefix": "{value}/"}``; the lookup column is ``owner``.
+"key_prefix": ...}``; ``{"root": "s3://bucket/prefix"}`` is the bucket and key prefix.
+Entity: ``{"prefix": "{value}/"}``; the lookup column is ``owner``.
 
 A fetch lists, for each owner key, the objects under the entity's prefix formatted with
 that key, sorted by key, as batches of :data:`OBJECT_SCHEMA` columns. Owner keys that could
@@ -225,18 +226,25 @@ class LocalObjectStore(ObjectStore):
 
 
 def build_object_store(name: str, options: Mapping[str, Any]) -> ObjectStore:
-    """A local store for ``root``, an S3 store for ``bucket``."""
-    if options.get("bucket"):
+    """A local store for a folder ``root``, an S3 store for ``bucket`` or an ``s3://`` root."""
+    root = str(options.get("root") or "")
+    bucket, key_prefix = options.get("bucket"), str(options.get("key_prefix") or "")
+    if not bucket and root.startswith("s3://"):  # s3://bucket[/prefix]
+        bucket, _, prefix = root[len("s3://") :].partition("/")
+        if not bucket:
+            raise SourceError(name, "the s3:// root names no bucket")
+        key_prefix = key_prefix or (f"{prefix.strip('/')}/" if prefix.strip("/") else "")
+    if bucket:
         from engine.connectors.objects_s3 import S3ObjectStore
 
         return S3ObjectStore(
             name,
-            str(options["bucket"]),
+            str(bucket),
             endpoint_url=options.get("endpoint_url"),
             region=options.get("region"),
-            key_prefix=str(options.get("key_prefix") or ""),
+            key_prefix=key_prefix,
             max_attempts=int(options.get("max_attempts", 5)),
         )
-    if options.get("root"):
-        return LocalObjectStore(name, str(options["root"]))
+    if root:
+        return LocalObjectStore(name, root)
     raise SourceError(name, "an objects source needs 'root' (a folder) or 'bucket' (S3)")

@@ -1,6 +1,7 @@
 """Parquet datasets (an event lake) on a local disk or in S3, read with ``pyarrow.dataset``.
 
-Connection: ``{"root": "<dir>" | "s3://bucket/prefix", "endpoint_url": ..., "region": ...}``.
+Connection: ``{"root": "<dir>" | "s3://bucket/prefix", "endpoint_url": ..., "region": ...}``
+(the registry also takes ``s3://bucket/prefix?endpoint_url=...&region=...`` as the root).
 Entity: ``{"path": "events", "bucketing": {"column": "account_id", "buckets": 64,
 "hash": "crc32", "partition": "bucket"}}``; ``bucketing`` is optional.
 
@@ -30,6 +31,7 @@ import pyarrow.fs as pafs
 from engine.connectors.base import Lookup, SourceError
 
 BATCH_ROWS = 65_536
+FRAGMENT_CACHE = 4096  # files whose parsed footer is kept between fetches
 _NOT_TRANSIENT = (
     "AccessDenied",
     "Access Denied",
@@ -93,6 +95,8 @@ class ParquetConnector:
             local = root[len("file://") :] if root.startswith("file://") else root
             self.base = os.path.abspath(local)
         self._known_dirs: set[str] = set()
+        self._format = ds.ParquetFileFormat()
+        self._fragments: dict[tuple[str, int, int | None], ds.ParquetFileFragment] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -206,9 +210,26 @@ class ParquetConnector:
 
     def _files_dataset(self, files: list[pafs.FileInfo]) -> ds.Dataset:
         """A dataset of listed files; their sizes are known, which saves a HEAD per file."""
-        fmt = ds.ParquetFileFormat()
-        frags = [fmt.make_fragment(f.path, self.fs, file_size=f.size) for f in files]
-        return ds.FileSystemDataset(frags, frags[0].physical_schema, fmt, self.fs)
+        frags = [self._fragment(f) for f in files]
+        return ds.FileSystemDataset(frags, frags[0].physical_schema, self._format, self.fs)
+
+    def _fragment(self, info: pafs.FileInfo) -> ds.ParquetFileFragment:
+        """The file's fragment with its footer parsed, kept while path, size and mtime stay.
+
+        A lake adds files rather than rewriting them, so a warm process reads no footer
+        (row-group statistics included) again: a lookup reads only the row groups it needs.
+        """
+        key = (info.path, info.size, info.mtime_ns)
+        with self._lock:
+            frag = self._fragments.get(key)
+        if frag is None:
+            frag = self._format.make_fragment(info.path, self.fs, file_size=info.size)
+            frag.ensure_complete_metadata()
+            with self._lock:
+                if len(self._fragments) >= FRAGMENT_CACHE:
+                    self._fragments.clear()
+                self._fragments[key] = frag
+        return frag
 
     def _value_set(
         self, values: list[str], type_: pa.DataType, lookup: Lookup, label: str

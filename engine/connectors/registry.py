@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from engine.connectors.base import Connector, SourceError
 from engine.connectors.http import HttpConnector
@@ -27,14 +28,42 @@ def _sql(name: str, o: Mapping[str, Any]) -> Connector:
     return SqlConnector(name, _required(name, o, "url"), **extra)
 
 
+_S3_QUERY = ("endpoint_url", "region")
+
+
+def _s3_root(name: str, o: Mapping[str, Any]) -> dict[str, Any]:
+    """Options with an ``s3://bucket/prefix?endpoint_url=...&region=...`` root split up.
+
+    So that one variable (``root: ${EVENT_LAKE_PATH}``) can name an S3-compatible store
+    that is not AWS itself: the query's ``endpoint_url`` and ``region`` become the
+    options of the same name (stating one both ways, differently, is an error); the
+    root keeps ``s3://bucket/prefix``. Any other root is returned unchanged.
+    """
+    out = dict(o)
+    root = out.get("root")
+    if not isinstance(root, str) or not root.startswith("s3://") or "?" not in root:
+        return out
+    out["root"], _, query = root.partition("?")
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in _S3_QUERY:
+            raise SourceError(
+                name, f"unknown parameter {key!r} in the s3:// root (known: endpoint_url, region)"
+            )
+        if out.get(key) not in (None, value):
+            raise SourceError(name, f"{key!r} given both in the s3:// root and as an option")
+        out[key] = value
+    return out
+
+
 def _parquet(name: str, o: Mapping[str, Any]) -> Connector:
+    o = _s3_root(name, o)
     return ParquetConnector(
         name, _required(name, o, "root"), endpoint_url=o.get("endpoint_url"), region=o.get("region")
     )
 
 
 def _objects(name: str, o: Mapping[str, Any]) -> Connector:
-    return build_object_store(name, o)
+    return build_object_store(name, _s3_root(name, o))
 
 
 def _http(name: str, o: Mapping[str, Any]) -> Connector:
