@@ -1,18 +1,14 @@
-"""``world.env``: ``NAME=value`` lines (``#`` starts a comment line)."""
+"""``world.env``: ``NAME=value`` lines (``#`` starts a comment line), read as the CLI's
+``--env-file`` is."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.envfile import read_env
 
-def read_env(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip()
-    return env
+__all__ = ["read_env", "write_env"]
 
 
 def write_env(path: Path, env: Mapping[str, str], header: str, footer: str) -> None:

@@ -1,4 +1,8 @@
-"""The ``portability`` command: demo, export, datamap check, world build."""
+"""The ``portability`` command: demo, export, datamap check, world build.
+
+The export machinery (Arrow, SQLAlchemy, the connectors) is imported by the commands
+that use it, so ``--help`` and ``datamap check`` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,23 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from engine.datamap import DEFAULT_DATAMAP, ConfigError, DataMapError, load_datamap
-from engine.export import ExportFailed, ExportResult, run_export
-from engine.request import FORMATS, ExportRequest, Identity, RequestError, new_request_id
-from exporters.delivery import LocalFolderDelivery
+from engine.datamap import DEFAULT_DATAMAP, DataMapError, load_datamap
+from engine.envfile import read_env
+from engine.request import (
+    FORMATS,
+    ExportRequest,
+    Identity,
+    RequestError,
+    new_request_id,
+    parse_identities,
+)
+
+if TYPE_CHECKING:
+    from engine.export import ExportResult
 
 DEFAULT_OUT = Path("var/exports")
 DEFAULT_STAGING = Path("var/staging")
@@ -29,16 +43,6 @@ def progress_printer(stream=sys.stderr):
         stream.flush()
 
     return show
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip()
-    return env
 
 
 def print_result(result: ExportResult) -> None:
@@ -81,6 +85,10 @@ def export_one(
     env: Mapping[str, str],
     quiet: bool = False,
 ) -> ExportResult:
+    from engine.datamap import ConfigError
+    from engine.export import ExportFailed, run_export
+    from exporters.delivery import LocalFolderDelivery
+
     try:
         dm = load_datamap(datamap)
         return run_export(
@@ -117,6 +125,12 @@ def main() -> None:
 @click.option("--email", help="the subject's email address")
 @click.option("--email-sha256", help="SHA-256 (hex) of the subject's lower-cased email")
 @click.option("--customer-id", help="the subject's customer number")
+@click.option(
+    "--identity-file",
+    type=click.File("r", encoding="utf-8"),
+    help="TYPE=VALUE lines (email, email_sha256, controller_customer_id); '-' reads stdin. "
+    "Keeps identities out of the command line and shell history.",
+)
 @request_type_option
 @click.option(
     "--format",
@@ -148,6 +162,7 @@ def export(
     email: str | None,
     email_sha256: str | None,
     customer_id: str | None,
+    identity_file: click.utils.LazyFile | None,
     request_type: str,
     formats: str,
     out: Path,
@@ -169,6 +184,8 @@ def export(
         if v
     ]
     try:
+        if identity_file is not None:
+            idents += parse_identities(identity_file.read())
         when = (
             datetime.fromisoformat(as_of.replace("Z", "+00:00"))
             if as_of
@@ -185,7 +202,7 @@ def export(
         fail(f"bad request: {err}")
     click.echo(f"export {request.request_id} ({request.request_type})", err=True)
     with world_services(world) as env:
-        base = {**env, **read_env_file(env_file)} if env_file else env
+        base = {**env, **read_env(env_file)} if env_file else env
         print_result(export_one(request, datamap, out, staging, base))
 
 

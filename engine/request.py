@@ -67,6 +67,28 @@ def _check_identity(i: int, ident: Identity) -> None:
         raise RequestError(f"{where}: not a SHA-256 hex digest (64 hex digits)")
 
 
+def parse_identities(text: str) -> list[Identity]:
+    """Identities from ``type=value`` lines (``#`` comments and blank lines skipped).
+
+    The form of an identity file or of standard input, which keep identities out of
+    argv and shell history. Errors name the line and the problem, never the value.
+    """
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, sep, value = line.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in IDENTITY_TYPES:
+            raise RequestError(
+                f"identity line {number}: expected TYPE=VALUE with TYPE one of "
+                f"{', '.join(IDENTITY_TYPES)}"
+            )
+        found.append(Identity(kind, value.strip()))
+    return found
+
+
 def email_sha256(email: str) -> str:
     """The hash under which an email is matched: SHA-256 of the trimmed, lower-cased address."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -79,3 +79,51 @@ def test_export_by_customer_id_from_a_demo_world(demo: Demo, tmp_path: Path) -> 
     assert "data/personal.csv" in names and "data/personal.parquet" not in names
     assert "reading crm.people" in r.stderr  # progress
     assert cust not in r.stderr
+
+
+def test_identities_from_a_file_or_stdin_stay_off_the_command_line(
+    demo: Demo, tmp_path: Path
+) -> None:
+    cases = json.loads((demo.root / "world.json").read_text())["edge_cases"]
+    email = cases["multi_account"]["emails"][0]
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"# the subject\nemail = {email}\n\n")
+    common = ["--world", str(demo.root), "--format", "json", "--staging", str(tmp_path / "st")]
+    by_file = run("export", "--identity-file", str(ids), "--out", str(tmp_path / "a"), *common)
+    assert by_file.returncode == 0, by_file.stderr
+    by_stdin = subprocess.run(
+        [CLI, "export", "--identity-file", "-", "--out", str(tmp_path / "b"), *common],
+        input=f"email={email}\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert by_stdin.returncode == 0, by_stdin.stderr
+    for r in (by_file, by_stdin):
+        path = next(x.split(": ", 1)[1] for x in r.stdout.splitlines() if x.startswith("archive"))
+        with zipfile.ZipFile(path) as z:
+            people = json.loads(z.read("data/personal.json"))
+        assert [p["email"] for p in people] == [email]
+        assert email not in r.stderr
+
+
+def test_a_bad_identity_line_is_named_without_its_value(tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("email=someone@example.org\nphone=+44 7700 900123\n")
+    r = run("export", "--identity-file", str(ids), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "identity line 2" in r.stderr and "TYPE=VALUE" in r.stderr
+    assert "7700" not in r.stderr and "someone" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_loads_the_export_machinery_only_to_export() -> None:
+    """``--help`` and ``datamap check`` start without Arrow datasets or SQLAlchemy."""
+    probe = (
+        "import sys, engine.cli; "
+        "print(sorted(m for m in ('pyarrow.dataset', 'sqlalchemy', 'pandas', 'engine.export') "
+        "if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
