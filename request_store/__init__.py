@@ -1,0 +1,59 @@
+"""The durable store of export requests (see docs/request-store.md).
+
+Shared by the Dagster code location (sensors claim new requests and write outcomes
+back, the DPO launches, denies and extends) and the rights-portal API. Plain Python on
+SQLAlchemy Core: SQLite by default (a file, WAL mode), PostgreSQL by URL.
+"""
+
+from engine.request import Identity, RequestError
+from request_store.deadlines import (
+    DeadlineStatus,
+    add_months,
+    classify,
+    days_left,
+    due_soon_from,
+    extended_deadline,
+    legal_deadline,
+)
+from request_store.model import (
+    CHANNELS,
+    CLOSED_STATES,
+    DEFAULT_CONTROLLER,
+    OPEN_STATES,
+    TRANSITIONS,
+    AuditEvent,
+    DeadlineView,
+    ExtensionRefused,
+    InvalidTransition,
+    RequestNotFound,
+    State,
+    StoredRequest,
+    StoreError,
+)
+from request_store.store import RequestStore
+
+__all__ = [
+    "CHANNELS",
+    "CLOSED_STATES",
+    "DEFAULT_CONTROLLER",
+    "OPEN_STATES",
+    "TRANSITIONS",
+    "AuditEvent",
+    "DeadlineStatus",
+    "DeadlineView",
+    "ExtensionRefused",
+    "Identity",
+    "InvalidTransition",
+    "RequestError",
+    "RequestNotFound",
+    "RequestStore",
+    "State",
+    "StoreError",
+    "StoredRequest",
+    "add_months",
+    "classify",
+    "days_left",
+    "due_soon_from",
+    "extended_deadline",
+    "legal_deadline",
+]

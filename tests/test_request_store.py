@@ -1,0 +1,518 @@
+"""The request store against SQLite (a temp file) and the real PostgreSQL server.
+
+PostgreSQL: one database per test session (dropped after), one schema per test. A
+server that is not running fails the tests: they are real-component tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.request import Identity, RequestError
+from request_store import (
+    TRANSITIONS,
+    ExtensionRefused,
+    InvalidTransition,
+    RequestNotFound,
+    RequestStore,
+    State,
+    StoredRequest,
+)
+from request_store.tables import connect
+from tests.conftest import PG_HOST, PG_PORT, _listening
+
+SECRET_EMAIL = "zelda.secret@example.org"
+SECRET_ID = "C99887766"
+SECRETS = (SECRET_EMAIL, SECRET_ID, SECRET_EMAIL.upper())
+IDENTITIES = (Identity("email", SECRET_EMAIL), Identity("controller_customer_id", SECRET_ID))
+T0 = datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
+SHA = "ab" * 32
+
+
+class Clock:
+    """An injectable clock that moves only when told."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    if not _listening(PG_HOST, PG_PORT):
+        pytest.fail(f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: start the server")
+    import psycopg
+
+    name = f"test_store_{uuid.uuid4().hex[:12]}"
+    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store location: a SQLite file path, or a fresh schema on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "dagster_home" / "requests.sqlite")
+    import psycopg
+
+    database = request.getfixturevalue("pg_database")
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{database}") as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = sa.URL.create(
+        "postgresql+psycopg", "postgres", None, PG_HOST, PG_PORT, database,
+        query={"options": f"-csearch_path={schema}"},
+    )  # fmt: skip
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(store_url: str, clock: Clock) -> Iterator[RequestStore]:
+    with RequestStore.open(store_url, clock=clock) as s:
+        yield s
+
+
+def submit(store: RequestStore, **kw: object) -> StoredRequest:
+    kw.setdefault("request_type", "access")
+    kw.setdefault("identities", IDENTITIES)
+    return store.submit(**kw)[0]  # type: ignore[arg-type]
+
+
+def raw_count(url: str, table: str, request_id: str) -> int:
+    engine = connect(url)
+    try:
+        with engine.connect() as conn:
+            q = f"SELECT count(*) FROM {table} WHERE request_id = :r"
+            return int(conn.execute(sa.text(q), {"r": request_id}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+# -- submitting ------------------------------------------------------------------------
+
+
+def test_submit_stores_an_opaque_request_with_its_deadline(store: RequestStore) -> None:
+    req, created = store.submit(request_type="portability", identities=IDENTITIES)
+    assert created
+    assert uuid.UUID(req.request_id).version == 4
+    assert req.state is State.RECEIVED and req.seq >= 1 and req.attempts == 0
+    assert req.formats == ("json", "csv", "parquet") and req.regulation == "gdpr"
+    assert req.received_at == req.submitted_at == req.updated_at == T0
+    assert req.deadline == datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    assert store.get(req.request_id) == req
+    assert store.identities(req.request_id) == IDENTITIES
+    assert [e.event for e in store.events(req.request_id)] == ["received"]
+
+
+def test_the_legal_clock_starts_at_submission_but_never_in_the_future(
+    store: RequestStore, clock: Clock
+) -> None:
+    clock.now = datetime(2026, 2, 1, 8, tzinfo=UTC)
+    early = submit(store, submitted_at=datetime(2026, 1, 31, 23, tzinfo=UTC))
+    assert early.deadline == datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    ahead = submit(store, submitted_at=datetime(2026, 3, 31, tzinfo=UTC))
+    assert ahead.deadline == datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
+
+
+def test_the_same_external_id_is_one_request(store: RequestStore) -> None:
+    ext = str(uuid.uuid4())
+    first, created = store.submit(request_type="access", identities=IDENTITIES, external_id=ext)
+    again, created_again = store.submit(
+        request_type="portability", identities=IDENTITIES[:1], external_id=ext
+    )
+    assert created and not created_again and again == first
+    assert store.find_external(ext) == first
+    other = submit(store, external_id=ext, controller="other-portal")
+    assert other.request_id != first.request_id
+    assert [r.request_id for r in store.list_new()] == [first.request_id, other.request_id]
+    assert [e.event for e in store.events(first.request_id)] == ["received"]
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"identities": [Identity("email", "zelda.secret-at-example.org")]}, "identity 1 (email)"),
+        ({"identities": [Identity("phone", SECRET_ID)]}, "identity 1: type"),
+        ({"identities": []}, "at least one identity"),
+        ({"request_type": "erasure"}, "request type"),
+        ({"formats": ["xml"]}, "formats"),
+        ({"channel": "fax"}, "channel"),
+        ({"regulation": "ccpa"}, "regulation"),
+        ({"submitted_at": datetime(2026, 1, 1)}, "submitted_at"),
+        ({"callback_urls": ["ftp://portal.example/cb"]}, "callback url 1"),
+        ({"external_id": "  "}, "external id"),
+    ],
+)
+def test_bad_input_is_refused_naming_what_not_the_value(
+    store: RequestStore, change: dict, names: str
+) -> None:
+    with pytest.raises(RequestError) as err:
+        submit(store, **change)
+    assert names in str(err.value)
+    assert not any(s in str(err.value) for s in (*SECRETS, "zelda"))
+    assert store.list_new() == []
+
+
+# -- transitions -----------------------------------------------------------------------
+
+
+def in_state(store: RequestStore, state: State) -> str:
+    rid = submit(store).request_id
+    if state in (State.RUNNING, State.FAILED, State.COMPLETED):
+        assert store.claim(rid)
+    if state is State.FAILED:
+        store.fail(rid, "source crm unreachable")
+    if state is State.COMPLETED:
+        store.complete(rid, location="/exports/a.zip", sha256=SHA, count=3)
+    if state is State.DENIED:
+        store.deny(rid, "manifestly unfounded", actor="dpo:alice")
+    if state is State.CANCELLED:
+        store.cancel(rid, actor="portal")
+    assert store.get(rid).state is state
+    return rid
+
+
+ACTIONS: dict[State, Callable[[RequestStore, str], object]] = {
+    State.RUNNING: lambda s, r: s.claim(r),
+    State.COMPLETED: lambda s, r: s.complete(r, location="/x.zip", sha256=SHA, count=0),
+    State.FAILED: lambda s, r: s.fail(r, "source billing timed out"),
+    State.DENIED: lambda s, r: s.deny(r, "identity not verified", actor="dpo:bob"),
+    State.CANCELLED: lambda s, r: s.cancel(r, actor="portal", reason="withdrawn"),
+}
+
+
+def test_the_transition_table_is_the_documented_one() -> None:
+    assert {a.value: sorted(b.value for b in bs) for a, bs in TRANSITIONS.items()} == {
+        "received": ["cancelled", "denied", "running"],
+        "running": ["completed", "failed"],
+        "failed": ["cancelled", "denied", "running"],
+        "completed": [], "denied": [], "cancelled": [],
+    }  # fmt: skip
+
+
+def test_transitions_follow_the_table_and_others_are_refused(store: RequestStore) -> None:
+    for start in State:
+        for target, action in ACTIONS.items():
+            rid = in_state(store, start)
+            before = store.events(rid)
+            if target in TRANSITIONS[start]:
+                result = action(store, rid)
+                assert result is True or isinstance(result, StoredRequest)
+                assert store.get(rid).state is target, (start, target)
+                assert store.events(rid)[len(before)].event == (
+                    "claimed" if target is State.RUNNING else target.value
+                )
+            elif target is State.RUNNING:
+                assert action(store, rid) is False, start
+            else:
+                with pytest.raises(InvalidTransition) as err:
+                    action(store, rid)
+                assert rid in str(err.value) and start.value in str(err.value)
+            if target not in TRANSITIONS[start]:
+                assert store.get(rid).state is start
+                assert store.events(rid) == before
+
+
+def claim_together(stores: list[RequestStore], rid: str) -> list[bool]:
+    """Each store claims ``rid`` from its own thread, released at the same instant."""
+    barrier = threading.Barrier(len(stores))
+
+    def race(s: RequestStore) -> bool:
+        barrier.wait()
+        return s.claim(rid, actor="sensor")
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        return list(pool.map(race, stores))
+
+
+def test_concurrent_claims_have_exactly_one_winner(store: RequestStore, store_url: str) -> None:
+    ids = [submit(store).request_id for _ in range(8)]
+    other = RequestStore.open(store_url)
+    try:
+        for rid in ids:
+            results = claim_together([store, other], rid)
+            assert sorted(results) == [False, True], rid
+            assert [e.event for e in other.events(rid)] == ["received", "claimed"]
+            assert store.get(rid).attempts == 1
+    finally:
+        other.close()
+
+
+def test_unknown_request_is_not_found(store: RequestStore) -> None:
+    for call in (store.get, store.claim, store.identities, lambda r: store.fail(r, "x")):
+        with pytest.raises(RequestNotFound, match="request nope-123: not found"):
+            call("nope-123")
+
+
+# -- identities ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("end", [State.COMPLETED, State.DENIED, State.CANCELLED])
+@pytest.mark.parametrize("via_failure", [False, True])
+def test_identities_are_deleted_when_a_request_closes(
+    store: RequestStore, store_url: str, end: State, via_failure: bool
+) -> None:
+    rid = in_state(store, State.FAILED if via_failure else State.RECEIVED)
+    if end is State.COMPLETED:
+        assert store.claim(rid)
+    ACTIONS[end](store, rid)
+    req = store.get(rid)
+    assert req.state is end and req.identities_deleted_at is not None
+    assert store.identities(rid) == ()
+    assert raw_count(store_url, "request_identities", rid) == 0
+    assert store.events(rid)[-1].event == "identities_deleted"
+    assert store.events(rid)[-1].detail == f"2 identities deleted: {end.value}"
+    with pytest.raises(RequestError, match=f"request {rid}: identities were deleted"):
+        store.export_request(rid)
+
+
+def test_a_failed_request_keeps_its_identities_and_can_be_rerun(store: RequestStore) -> None:
+    rid = in_state(store, State.FAILED)
+    failed = store.get(rid)
+    assert failed.failure == "source crm unreachable"
+    assert store.identities(rid) == IDENTITIES
+    export = store.export_request(rid, as_of=T0)
+    assert (export.request_id, export.identities, export.as_of) == (rid, IDENTITIES, T0)
+    assert store.claim(rid, actor="dpo:alice")
+    rerun = store.get(rid)
+    assert (rerun.state, rerun.attempts, rerun.failure) == (State.RUNNING, 2, None)
+    assert store.events(rid)[-1].detail == "attempt 2, from failed"
+
+
+def test_purge_deletes_identities_of_failed_requests_left_too_long(
+    store: RequestStore, store_url: str, clock: Clock
+) -> None:
+    old = in_state(store, State.FAILED)
+    waiting = submit(store).request_id
+    clock.advance(days=20)
+    recent = in_state(store, State.FAILED)
+    clock.advance(days=11)
+    assert store.purge_identities(timedelta(days=30)) == [old]
+    assert store.identities(old) == () and raw_count(store_url, "request_identities", old) == 0
+    assert store.identities(recent) == IDENTITIES and store.identities(waiting) == IDENTITIES
+    assert store.get(old).state is State.FAILED  # the outcome stays visible
+    last = store.events(old)[-1]
+    assert (last.event, last.actor) == ("identities_purged", "system")
+    assert not store.claim(old)  # nothing left to export
+    assert store.purge_identities(timedelta(days=30)) == []
+
+
+# -- deadlines -------------------------------------------------------------------------
+
+
+def test_extension_once_with_a_reason_from_the_original_deadline(store: RequestStore) -> None:
+    rid = submit(store).request_id  # received 31 Jan 2026 -> 28 Feb
+    with pytest.raises(RequestError, match="extension reason"):
+        store.extend(rid, "   ", actor="dpo:alice")
+    req = store.extend(rid, "complex: 14 source systems", actor="dpo:alice")
+    assert req.extended_deadline == datetime(2026, 4, 28, 23, 59, 59, tzinfo=UTC)
+    assert req.due == req.extended_deadline and req.extension_reason.startswith("complex")
+    with pytest.raises(ExtensionRefused, match="already extended"):
+        store.extend(rid, "again", actor="dpo:alice")
+    ev = store.events(rid)[-1]
+    assert (ev.event, ev.actor) == ("extended", "dpo:alice")
+    assert ev.detail == "deadline 2026-02-28 -> 2026-04-28: complex: 14 source systems"
+
+
+def test_extension_refused_after_the_deadline_or_when_closed(
+    store: RequestStore, clock: Clock
+) -> None:
+    late, on_the_day = submit(store).request_id, submit(store).request_id
+    closed = in_state(store, State.COMPLETED)
+    clock.now = datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    assert store.extend(on_the_day, "numerous requests", "dpo:alice").extended_deadline
+    clock.advance(seconds=1)
+    with pytest.raises(ExtensionRefused, match="original deadline has passed"):
+        store.extend(late, "too late", "dpo:alice")
+    with pytest.raises(ExtensionRefused, match="closed"):
+        store.extend(closed, "complex", "dpo:alice")
+    assert store.get(late).extended_deadline is None
+
+
+def test_open_requests_are_classified_on_time_due_soon_overdue(
+    store: RequestStore, clock: Clock
+) -> None:
+    clock.now = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    a = submit(store).request_id  # deadline 1 Feb, due soon from 26 Jan
+    extended = submit(store).request_id
+    store.extend(extended, "complex", "dpo:alice")  # 1 Apr
+    clock.now = datetime(2026, 1, 10, 9, tzinfo=UTC)
+    b = in_state(store, State.FAILED)  # deadline 10 Feb, failed is still open
+    in_state(store, State.COMPLETED)  # closed: not listed
+
+    def view(now: datetime) -> list[tuple[str, str, int]]:
+        return [(v.request.request_id, v.status, v.days_left) for v in
+                store.list_open_with_deadlines(now)]  # fmt: skip
+
+    assert view(datetime(2026, 1, 25, 23, tzinfo=UTC)) == [
+        (a, "on_time", 7), (b, "on_time", 16), (extended, "on_time", 66)
+    ]  # fmt: skip
+    assert view(datetime(2026, 1, 26, 0, tzinfo=UTC))[0] == (a, "due_soon", 6)
+    assert view(datetime(2026, 2, 4, tzinfo=UTC)) == [
+        (a, "overdue", -3), (b, "due_soon", 6), (extended, "on_time", 56)
+    ]  # fmt: skip
+    assert store.get(a).deadline_status(datetime(2026, 2, 4, tzinfo=UTC)) == "overdue"
+    clock.now = datetime(2026, 2, 4, tzinfo=UTC)
+    store.cancel(a, actor="dpo:alice")
+    assert store.get(a).deadline_status(clock.now) == "closed"
+
+
+# -- audit trail -----------------------------------------------------------------------
+
+
+def test_audit_trail_records_every_change_in_order(store: RequestStore, clock: Clock) -> None:
+    rid = submit(store, channel="dpo", actor="dpo:alice").request_id
+    steps = [
+        lambda: store.claim(rid),
+        lambda: store.fail(rid, "source crm: connection refused"),
+        lambda: store.extend(rid, "complex", actor="dpo:alice"),
+        lambda: store.claim(rid, actor="dpo:alice"),
+        lambda: store.complete(rid, location="/x.zip", sha256=SHA, count=42),
+    ]
+    for step in steps:
+        clock.advance(minutes=1)
+        step()
+    events = store.events(rid)
+    assert [(e.event, e.actor) for e in events] == [
+        ("received", "dpo:alice"), ("claimed", "sensor"), ("failed", "sensor"),
+        ("extended", "dpo:alice"), ("claimed", "dpo:alice"), ("completed", "sensor"),
+        ("identities_deleted", "sensor"),
+    ]  # fmt: skip
+    assert [e.at for e in events] == [T0 + timedelta(minutes=m) for m in (0, 1, 2, 3, 4, 5, 5)]
+    assert len({e.id for e in events}) == 7 and all(e.request_id == rid for e in events)
+    assert events[5].detail == "42 records"
+
+
+def test_audit_trail_is_append_only_in_the_database(store: RequestStore, store_url: str) -> None:
+    rid = in_state(store, State.FAILED)
+    before = store.events(rid)
+    engine = connect(store_url)
+    statements = ["UPDATE request_events SET detail = 'rewritten'", "DELETE FROM request_events"]
+    if engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE request_events")
+    try:
+        for statement in statements:
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+    assert store.events(rid) == before
+
+
+def test_reopening_is_idempotent_and_keeps_everything(store_url: str, clock: Clock) -> None:
+    with RequestStore.open(store_url, clock=clock) as first:
+        rid = submit(first).request_id
+    with RequestStore.open(store_url, clock=clock) as again:
+        assert again.identities(rid) == IDENTITIES
+        assert [e.event for e in again.events(rid)] == ["received"]
+    engine = connect(store_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM request_events"))
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "requests.sqlite"
+    with RequestStore.open(path) as store:
+        submit(store)
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- cursors ---------------------------------------------------------------------------
+
+
+def test_list_new_is_a_cursor_over_received_requests(store: RequestStore) -> None:
+    r1, r2, r3 = (submit(store) for _ in range(3))
+    assert r1.seq < r2.seq < r3.seq
+    assert store.list_new() == [r1, r2, r3]
+    assert store.list_new(limit=2) == [r1, r2]
+    assert store.list_new(after_seq=r2.seq) == [r3]
+    assert store.list_new(after_seq=r3.seq) == []
+    assert store.claim(r1.request_id)
+    store.deny(r3.request_id, "excessive", actor="dpo:alice")
+    assert [r.request_id for r in store.list_new()] == [r2.request_id]
+    r4 = submit(store)
+    assert r4.seq > r3.seq and store.list_new(after_seq=r3.seq) == [r4]
+    assert [r.request_id for r in store.list_in_state("running")] == [r1.request_id]
+
+
+# -- privacy ---------------------------------------------------------------------------
+
+
+def test_no_identity_value_in_any_repr_error_or_stored_text(
+    store: RequestStore, store_url: str
+) -> None:
+    texts: list[str] = []
+    rid = submit(store, callback_urls=["https://portal.example/cb?token=t0p"]).request_id
+    assert store.claim(rid)
+    failed = store.fail(rid, f"source crm failed looking up {SECRET_EMAIL.upper()} / {SECRET_ID}")
+    assert failed.failure == "source crm failed looking up [identity] / [identity]"
+    texts += [repr(store.get(rid)), str(store.get(rid)), repr(store.identities(rid))]
+    texts += [repr(store.export_request(rid)), repr(store.list_open_with_deadlines())]
+    for bad in (
+        lambda: store.complete(rid, location="/x", sha256=SECRET_EMAIL, count=1),
+        lambda: store.deny(rid, f"  {SECRET_EMAIL}  ", actor=SECRET_EMAIL + "\n"),
+        lambda: store.claim(rid) and store.cancel(rid, actor="dpo:alice"),
+        lambda: submit(store, identities=[Identity("email_sha256", SECRET_EMAIL)]),
+    ):
+        with pytest.raises(Exception) as err:  # any error: its text is checked below
+            bad()
+        texts += [str(err.value), repr(err.value)]
+    store.extend(rid, f"complex, asked by {SECRET_EMAIL}", actor="dpo:alice")
+    store.complete(rid, location="/x.zip", sha256=SHA, count=1)
+    texts += [repr(store.get(rid)), repr(store.events(rid))]
+    assert "t0p" not in repr(store.get(rid))  # callback URLs may carry tokens
+    engine = connect(store_url)
+    try:
+        with engine.connect() as conn:
+            for table in ("requests", "request_events", "request_identities"):
+                texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    finally:
+        engine.dispose()
+    blob = "\n".join(texts)
+    assert "[identity]" in blob
+    assert not [s for s in SECRETS if s.lower() in blob.lower()]
+
+
+def test_results_and_clock_are_checked(store_url: str) -> None:
+    naive = RequestStore.open(store_url, clock=lambda: datetime(2026, 1, 1))
+    with naive, pytest.raises(RequestError, match="clock time"):
+        submit(naive)
+    with RequestStore.open(store_url) as store:
+        rid = submit(store).request_id
+        assert store.claim(rid)
+        with pytest.raises(RequestError, match="sha256"):
+            store.complete(rid, location="/x.zip", sha256="abc", count=1)
+        with pytest.raises(RequestError, match="result count"):
+            store.complete(rid, location="/x.zip", sha256=SHA, count=-1)
+        assert store.get(rid).state is State.RUNNING
