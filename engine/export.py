@@ -120,7 +120,9 @@ def run_export(
         if progress:
             progress("packing archive", 0, 1)
         archive = staging.path / "archive.zip"
-        _, manifest = _pack(request, datamap, schemas, extraction, staging, archive, register)
+        _, manifest = pack_extraction(
+            request, datamap, schemas, extraction, staging, archive, register
+        )
         delivered = delivery.deliver(archive, f"{request.request_id}.zip")
         if progress:
             progress("delivered", 1, 1)
@@ -132,7 +134,7 @@ def run_export(
                 c.close()
 
 
-def _pack(
+def pack_extraction(
     request: ExportRequest,
     dm: DataMap,
     schemas: SchemaRegistry,
@@ -141,6 +143,7 @@ def _pack(
     archive: Path,
     register: dict[str, Any],
 ) -> tuple[Any, dict[str, Any]]:
+    """Pack what an extraction staged into ``archive``; returns (entries, manifest)."""
     datasets = []
     for name in dm.datasets():
         if not ex.records.get(name):

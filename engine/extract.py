@@ -15,10 +15,12 @@ entity stages its own batches, packed in entity name order), so neither does the
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -119,10 +121,18 @@ class Extractor:
             if ident.type == "email":
                 self.own.setdefault(("personal", "email"), set()).add(ident.value.strip())
 
-    def run(self) -> Extraction:
-        """Read every entity once; a source error stops the run (the caller delivers nothing)."""
+    def run(self, systems: Collection[str] | None = None) -> Extraction:
+        """Read every entity once; a source error stops the run (the caller delivers nothing).
+
+        ``systems`` reads only those systems' entities (a step of an orchestrated export;
+        ``keys`` and ``own`` then hold what earlier steps found).
+        """
         self.seed()
-        waves = entity_waves(self.dm)
+        waves = [
+            [e for e in wave if systems is None or e.system in systems]
+            for wave in entity_waves(self.dm)
+        ]
+        waves = [w for w in waves if w]
         total = sum(len(w) for w in waves)
         done = 0
         with ThreadPoolExecutor(self.workers, thread_name_prefix="extract") as pool:
@@ -283,9 +293,13 @@ class Extractor:
         ):
             arc = self.namer.name_for(f"{owner}/{rel}")
             target = self.staging.path / arc
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder = self.staging.path
+            for part in Path(arc).parent.parts:  # each level private, not just the last
+                folder = folder / part
+                folder.mkdir(exist_ok=True, mode=0o700)
             h, size = hashlib.sha256(), 0
-            with connector.open(entity.options, key) as src, open(target, "wb") as dst:  # type: ignore[attr-defined]
+            private = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with connector.open(entity.options, key) as src, os.fdopen(private, "wb") as dst:  # type: ignore[attr-defined]
                 while chunk := src.read(1 << 20):
                     h.update(chunk)
                     dst.write(chunk)

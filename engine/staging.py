@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,17 +24,25 @@ MEMORY_LIMIT = 64 << 20
 
 
 class Staging:
-    def __init__(self, root: Path, request_id: str, memory_limit: int = MEMORY_LIMIT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        request_id: str,
+        memory_limit: int = MEMORY_LIMIT,
+        *,
+        resume: bool = False,
+    ) -> None:
+        """Open the request's area, emptied first unless ``resume`` (steps of one export)."""
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(root, 0o700)
         self.path = root / request_id
-        if self.path.exists():  # a crashed earlier attempt: start clean
+        if self.path.exists() and not resume:  # a crashed earlier attempt: start clean
             shutil.rmtree(self.path)
-        self.path.mkdir(mode=0o700)
+        self.path.mkdir(mode=0o700, exist_ok=True)
         self.datasets = self.path / "datasets"
         self.files = self.path / "files"
-        self.datasets.mkdir(mode=0o700)
-        self.files.mkdir(mode=0o700)
+        self.datasets.mkdir(mode=0o700, exist_ok=True)
+        self.files.mkdir(mode=0o700, exist_ok=True)
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
         self._memory_bytes = 0
@@ -68,6 +76,7 @@ class Staging:
         if writer is None:
             path = self.dataset_file(*key)
             path.parent.mkdir(exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # private
             writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
             self._writers[key] = writer
         writer.write_batch(batch)
@@ -77,6 +86,15 @@ class Staging:
             for w in self._writers.values():
                 w.close()
             self._writers.clear()
+
+    def drop(self, entity_refs: Collection[str]) -> None:
+        """Forget what these entities staged (before they are read again)."""
+        with self._lock:
+            for key in [k for k in self._memory if k[1] in entity_refs]:
+                self._memory_bytes -= sum(b.nbytes for b in self._memory.pop(key))
+            for ref in entity_refs:
+                for path in self.datasets.glob(f"*/{ref}.parquet"):
+                    path.unlink()
 
     def staged_paths(self) -> list[Path]:
         """Parquet files written so far (empty while everything fits in memory)."""

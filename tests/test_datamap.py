@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.datamap import DEFAULT_DATAMAP, ConfigError, DataMapError, load_datamap
-from engine.datamap.graph import entity_order, entity_waves
+from engine.datamap.graph import CycleError, entity_order, entity_waves, system_dependencies
 from engine.datamap.load import resolve_connection
 
 
@@ -155,3 +155,27 @@ def test_missing_environment_variable_is_named() -> None:
     with pytest.raises(ConfigError, match="PAYMENTS_API_TOKEN") as info:
         resolve_connection(dm.system("payments"), env={"PAYMENTS_API_URL": "http://x"})
     assert "t0k" not in str(info.value)
+
+
+def test_systems_in_a_key_cycle_are_refused_for_stepwise_exports(tmp_path: Path) -> None:
+    """crm.people -> payments.customers -> crm.marketing_consents: entities in order,
+    systems not (a Dagster asset per system could not be ordered)."""
+
+    def mutate(doc: dict) -> None:
+        payments = doc["systems"]["payments"]["entities"]
+        payments["customers"]["match"] = [{"key": "person_id", "column": "id"}]
+        payments["customers"]["yields"] = {"consent_key": "id"}
+        consents = doc["systems"]["crm"]["entities"]["marketing_consents"]
+        consents["match"] = [{"key": "consent_key", "column": "person_id"}]
+
+    dm = load_datamap(_write(tmp_path, mutate))
+    order = [e.ref for e in entity_order(dm)]
+    assert order.index("payments.customers") < order.index("crm.marketing_consents")
+    with pytest.raises(CycleError, match="systems depend on each other's keys in a cycle: crm"):
+        system_dependencies(dm)
+    assert system_dependencies(load_datamap()) == {
+        "crm": [],
+        "event_lake": ["crm"],
+        "object_store": ["crm"],
+        "payments": ["crm"],
+    }

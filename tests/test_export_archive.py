@@ -16,11 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.world_fixtures import Demo, Exporter
-
-
-def edge(demo: Demo, name: str) -> dict:
-    return json.loads((demo.root / "world.json").read_text())["edge_cases"][name]
+from tests.world_fixtures import Demo, Exporter, edge
 
 
 @pytest.fixture(scope="module")

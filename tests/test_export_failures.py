@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -13,11 +12,7 @@ from engine.datamap import load_datamap
 from engine.export import ExportFailed, run_export
 from engine.request import ExportRequest, Identity
 from exporters.delivery import LocalFolderDelivery
-from tests.world_fixtures import AS_OF, Demo
-
-
-def edge(demo: Demo, name: str) -> dict:
-    return json.loads((demo.root / "world.json").read_text())["edge_cases"][name]
+from tests.world_fixtures import AS_OF, Demo, edge
 
 
 def _export(env: dict[str, str], email: str, tmp: Path):

@@ -5,6 +5,7 @@ Loaded by ``tests/conftest.py`` as a plugin, so every test can ask for ``demo`` 
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ class Demo:
     root: Path
     world: object
     env: dict[str, str]
+
+
+def edge(demo: Demo, name: str) -> dict[str, Any]:
+    """An edge case of the demo world (world.json): its people's emails, ids ..."""
+    return json.loads((demo.root / "world.json").read_text())["edge_cases"][name]
 
 
 @pytest.fixture(scope="session")
