@@ -44,8 +44,10 @@ class ExportFailed(RuntimeError):
         *,
         outcomes: list[SourceOutcome] | None = None,
         violations: list[Violation] | None = None,
+        transient: bool = False,
     ) -> None:
         self.reason = reason
+        self.transient = transient  # a source that may answer if asked again later
         self.outcomes = outcomes or []
         self.violations = violations or []
         lines = [reason]

@@ -117,6 +117,7 @@ class ExportSteps:
             raise ExportFailed(
                 f"export {self.request.request_id} stopped: {err}; nothing delivered",
                 outcomes=extractor.result.outcomes,
+                transient=err.transient,
             ) from None
         finally:
             staging.finish()

@@ -183,6 +183,8 @@ class RequestStore:
                     why = f"failed and untouched for {older_than.days} days or more"
                     t.drop_identities(conn, request_id, now, actor, "identities_purged", why)
                     purged.append(request_id)
+        if purged:
+            t.scrub(self._engine)
         return purged
 
     # -- reading ---------------------------------------------------------------------
@@ -270,4 +272,7 @@ class RequestStore:
             t.add_event(conn, request_id, now, actor, to.value, text)
             if to in m.CLOSED_STATES:
                 t.drop_identities(conn, request_id, now, actor, "identities_deleted", to.value)
-            return t.fetch(conn, request_id)
+            result = t.fetch(conn, request_id)
+        if to in m.CLOSED_STATES:
+            t.scrub(self._engine)
+        return result

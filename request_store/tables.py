@@ -187,6 +187,7 @@ def connect(url_or_path: str | os.PathLike[str]) -> sa.Engine:
             f"busy_timeout={BUSY_TIMEOUT_S * 1000}",
             "foreign_keys=ON",
             "synchronous=NORMAL",
+            "secure_delete=ON",  # deleted identities are overwritten, not left in free pages
         ):
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
@@ -196,6 +197,17 @@ def connect(url_or_path: str | os.PathLike[str]) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def scrub(engine: sa.Engine) -> None:
+    """After identities were deleted: fold SQLite's write-ahead log into the database and
+    truncate it, so no earlier page image holding them stays on disk (best effort: a
+    reader still open delays it to the next scrub). PostgreSQL reclaims deleted rows by
+    its own (auto)vacuum."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def lock(conn: sa.Connection, key: int) -> None:

@@ -1,0 +1,50 @@
+"""The Dagster code location: ``dagster dev -m pipelines.definitions`` (``make serve``).
+
+The export assets are generated from the data map (``PORTABILITY_DATAMAP``), so a new
+source system in the YAML is a new asset here without code.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.defs.deadlines.assets import deadlines_daily, flag_deadlines_job, request_deadlines
+from pipelines.defs.export.assets import build_export_assets
+from pipelines.defs.export.jobs import export_job
+from pipelines.defs.requests.dpo import (
+    deny_request_job,
+    extend_request_job,
+    purge_registration_runs,
+    register_request_job,
+)
+from pipelines.defs.requests.sensors import (
+    export_requests_sensor,
+    export_run_failed,
+    export_run_succeeded,
+)
+from pipelines.lib.settings import PortabilityResource
+
+
+def build_definitions(portability: PortabilityResource | None = None) -> dg.Definitions:
+    portability = portability or PortabilityResource()
+    return dg.Definitions(
+        assets=[*build_export_assets(portability.load_datamap()), request_deadlines],
+        jobs=[
+            export_job,
+            register_request_job,
+            deny_request_job,
+            extend_request_job,
+            flag_deadlines_job,
+        ],
+        sensors=[
+            export_requests_sensor,
+            export_run_succeeded,
+            export_run_failed,
+            purge_registration_runs,
+        ],
+        schedules=[deadlines_daily],
+        resources={"portability": portability},
+    )
+
+
+defs = build_definitions()

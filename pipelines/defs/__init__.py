@@ -1,0 +1,1 @@
+"""The code location's definitions, one folder per area (export, requests, deadlines)."""

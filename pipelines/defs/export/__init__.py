@@ -1,0 +1,1 @@
+"""The export of one request: collection, normalization, archive, delivery."""

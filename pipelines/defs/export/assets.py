@@ -1,0 +1,189 @@
+"""The export as assets, generated from the data map: adding a source adds its asset.
+
+``collected/<system>``   one per source system, after the systems whose keys it needs
+``normalized/<dataset>`` one per category, with a blocking schema check
+``archive``              the ZIP, packed in the request's private staging area
+``delivery``             the archive handed over; the staging area removed
+
+Every asset is partitioned by request id and returns only metadata (counts, sizes,
+hashes, locations): the records themselves stay in the staging area, so nothing
+personal reaches Dagster's IO manager, event log or UI.
+"""
+
+import dagster as dg
+
+from engine.datamap import DataMap
+from engine.datamap.graph import system_dependencies
+from engine.steps import ExportSteps
+from pipelines.lib.failures import safe_failures
+from pipelines.lib.partitions import export_requests
+from pipelines.lib.settings import PortabilityResource
+from request_store import RequestStore, State
+
+# A source that fails transiently gets three more tries, 2 s, 4 s, 8 s apart (+ jitter).
+SOURCE_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+COLLECTED, NORMALIZED = "collected", "normalized"
+ARCHIVE, DELIVERY = dg.AssetKey("archive"), dg.AssetKey("delivery")
+SCHEMA_CHECK = "schema_valid"
+
+
+def build_export_assets(dm: DataMap) -> list[dg.AssetsDefinition]:
+    """Every asset of the export, for the data map's systems and datasets."""
+    systems = system_dependencies(dm)
+    collected = [_collect_asset(name, needs) for name, needs in systems.items()]
+    feeds = {d: sorted({e.system for e in dm.entities() if e.dataset == d}) for d in dm.datasets()}
+    normalized = [_normalized_asset(d, feeds[d]) for d in dm.datasets()]
+    return [*collected, *normalized, _archive_asset(dm.datasets()), _delivery_asset()]
+
+
+def _request(portability: PortabilityResource, store: RequestStore, request_id: str) -> ExportSteps:
+    return portability.steps(store.export_request(request_id))
+
+
+def _start(store: RequestStore, request_id: str, context: dg.AssetExecutionContext) -> None:
+    """Mark the request running (a new run, or a re-run of a failed one); refuse closed ones."""
+    req = store.get(request_id)
+    if req.state in (State.RECEIVED, State.FAILED):
+        store.claim(request_id, actor=f"run:{context.run.run_id[:8]}")
+        req = store.get(request_id)
+    if req.state != State.RUNNING:
+        raise dg.Failure(
+            f"request {request_id} is {req.state}: nothing to export", allow_retries=False
+        )
+
+
+def _collect_asset(system: str, needs: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=system,
+        key_prefix=[COLLECTED],
+        partitions_def=export_requests,
+        deps=[dg.AssetKey([COLLECTED, s]) for s in needs],
+        pool=f"source_{system}",
+        retry_policy=SOURCE_RETRY,
+        group_name="export",
+        kinds={"python"},
+        description=f"Everything the {system} system holds about the subject, staged privately.",
+    )
+    def collect(
+        context: dg.AssetExecutionContext, portability: PortabilityResource
+    ) -> dg.MaterializeResult:
+        rid = context.partition_key
+        with safe_failures(f"collect {system}"), portability.open_store() as store:
+            _start(store, rid, context)
+            report = _request(portability, store, rid).collect(system)
+            deadline = store.get(rid).due
+        return dg.MaterializeResult(
+            metadata={
+                "records": sum(report.records.values()),
+                **{f"records {ref}": n for ref, n in report.records.items()},
+                "violations": report.violations,
+                "files": report.files,
+                "file bytes": dg.MetadataValue.int(report.file_bytes),
+                "legal deadline": deadline.isoformat(),
+            }
+        )
+
+    return collect
+
+
+def _normalized_asset(dataset: str, systems: list[str]) -> dg.AssetsDefinition:
+    key = dg.AssetKey([NORMALIZED, dataset])
+
+    @dg.asset(
+        key=key,
+        partitions_def=export_requests,
+        deps=[dg.AssetKey([COLLECTED, s]) for s in systems],
+        check_specs=[
+            dg.AssetCheckSpec(
+                SCHEMA_CHECK,
+                asset=key,
+                blocking=True,
+                description="Every record meets the dataset's JSON Schema.",
+            )
+        ],
+        group_name="export",
+        kinds={"parquet"},
+        description=f"The subject's {dataset} records, normalized and checked.",
+    )
+    def normalized(
+        context: dg.AssetExecutionContext, portability: PortabilityResource
+    ) -> dg.MaterializeResult:
+        rid = context.partition_key
+        with safe_failures(f"check {dataset}"), portability.open_store() as store:
+            steps = _request(portability, store, rid)
+            violations = steps.check(dataset)
+            records = steps.extraction().records.get(dataset, 0)
+        broken = {f"{v.entity} {v.field}: {v.rule}": v.count for v in violations}
+        return dg.MaterializeResult(
+            metadata={"records": records},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=SCHEMA_CHECK,
+                    passed=not violations,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"records breaking a rule": sum(broken.values()), **broken},
+                )
+            ],
+        )
+
+    return normalized
+
+
+def _archive_asset(datasets: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=ARCHIVE,
+        partitions_def=export_requests,
+        deps=[dg.AssetKey([NORMALIZED, d]) for d in datasets],
+        group_name="export",
+        kinds={"zip"},
+        description="The archive: data in JSON, CSV and Parquet, files, manifest, index.",
+    )
+    def archive(
+        context: dg.AssetExecutionContext, portability: PortabilityResource
+    ) -> dg.MaterializeResult:
+        rid = context.partition_key
+        with safe_failures("pack"), portability.open_store() as store:
+            packed = _request(portability, store, rid).pack()
+        return dg.MaterializeResult(
+            metadata={
+                "records": packed.records,
+                "bytes": dg.MetadataValue.int(packed.bytes),
+                "sha256": packed.sha256,
+                "statement": packed.manifest["statement"],
+            }
+        )
+
+    return archive
+
+
+def _delivery_asset() -> dg.AssetsDefinition:
+    @dg.asset(
+        key=DELIVERY,
+        partitions_def=export_requests,
+        deps=[ARCHIVE],
+        group_name="export",
+        kinds={"folder"},
+        description="The archive delivered (owner-only) and the staging area removed.",
+    )
+    def delivery(
+        context: dg.AssetExecutionContext, portability: PortabilityResource
+    ) -> dg.MaterializeResult:
+        rid = context.partition_key
+        with safe_failures("deliver"), portability.open_store() as store:
+            steps = _request(portability, store, rid)
+            records = sum(steps.extraction().records.values())
+            delivered = steps.deliver(portability.delivery())
+            deadline = store.get(rid).due
+        return dg.MaterializeResult(
+            metadata={
+                "location": dg.MetadataValue.path(delivered.location),
+                "sha256": delivered.sha256,
+                "bytes": dg.MetadataValue.int(delivered.bytes),
+                "records": records,
+                "legal deadline": deadline.isoformat(),
+            }
+        )
+
+    return delivery

@@ -1,0 +1,1 @@
+"""Shared code of the Dagster code location: settings, partitions, safe failures."""

@@ -1,0 +1,68 @@
+"""Where the code location finds the request store, staging, deliveries and the data map.
+
+One resource, ``portability``, read from the environment so that the webserver, the
+daemon and the run workers agree:
+
+``PORTABILITY_REQUEST_STORE``  request store: a SQLite path or a database URL
+                               (default ``$DAGSTER_HOME/requests.sqlite``)
+``PORTABILITY_STAGING``        private per-request staging areas (default ``var/staging``)
+``PORTABILITY_EXPORTS``        where archives are delivered (default ``var/exports``)
+``PORTABILITY_DATAMAP``        the data map (default ``config/datamap.yaml``)
+``PORTABILITY_ENV_FILE``       ``NAME=value`` lines for the data map's variables (optional;
+                               ``make serve`` points it at the demo world's settings)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from engine.datamap import DEFAULT_DATAMAP, DataMap, load_datamap
+from engine.envfile import read_env
+from engine.request import ExportRequest
+from engine.steps import ExportSteps
+from exporters.delivery import LocalFolderDelivery
+from request_store import RequestStore
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+class PortabilityResource(dg.ConfigurableResource):
+    """Settings shared by every asset, sensor and job; empty fields read the environment."""
+
+    request_store: str = ""
+    staging: str = ""
+    exports: str = ""
+    datamap: str = ""
+    env_file: str = ""
+
+    def store_url(self) -> str:
+        home = os.environ.get("DAGSTER_HOME") or "dagster_home"
+        return self.request_store or _env(
+            "PORTABILITY_REQUEST_STORE", str(Path(home) / "requests.sqlite")
+        )
+
+    def open_store(self) -> RequestStore:
+        return RequestStore.open(self.store_url())
+
+    def staging_root(self) -> Path:
+        return Path(self.staging or _env("PORTABILITY_STAGING", "var/staging")).resolve()
+
+    def delivery(self) -> LocalFolderDelivery:
+        return LocalFolderDelivery(Path(self.exports or _env("PORTABILITY_EXPORTS", "var/exports")))
+
+    def load_datamap(self) -> DataMap:
+        return load_datamap(Path(self.datamap or _env("PORTABILITY_DATAMAP", str(DEFAULT_DATAMAP))))
+
+    def source_env(self) -> Mapping[str, str]:
+        """The process environment, plus the env file's variables when one is set."""
+        path = self.env_file or os.environ.get("PORTABILITY_ENV_FILE", "")
+        return {**os.environ, **read_env(Path(path))} if path else dict(os.environ)
+
+    def steps(self, request: ExportRequest) -> ExportSteps:
+        return ExportSteps(request, self.load_datamap(), self.staging_root(), env=self.source_env())

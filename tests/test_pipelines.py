@@ -1,0 +1,251 @@
+"""The Dagster code location, in process: requests from the store become partitions and
+runs, outcomes go back to the store, the DPO's jobs work, and no personal data lands in
+Dagster's storage."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from engine.request import Identity
+from exporters.delivery import file_sha256
+from pipelines.definitions import build_definitions
+from pipelines.defs.deadlines.assets import request_deadlines
+from pipelines.defs.requests.dpo import purge_registration_runs
+from pipelines.defs.requests.sensors import (
+    export_requests_sensor,
+    export_run_failed,
+    export_run_succeeded,
+)
+from pipelines.lib.settings import PortabilityResource
+from request_store import RequestStore, State
+from tests.world_fixtures import Demo, edge
+
+SUBJECTS = ("multi_account", "shared_org_member", "ticket_mentions_other")
+
+
+@dataclass
+class Location:
+    home: Path  # DAGSTER_HOME
+    staging: Path
+    exports: Path
+    instance: dg.DagsterInstance
+    defs: dg.Definitions
+    store: RequestStore
+
+    def run_export(self, request_id: str) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def("export_request")
+        return job.execute_in_process(
+            partition_key=request_id, instance=self.instance, raise_on_error=False
+        )
+
+    def sensor_tick(self, cursor: str | None = None) -> dg.SensorResult:
+        portability = {"portability": PortabilityResource()}
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=cursor, resources=portability
+        ) as ctx:
+            result = export_requests_sensor(ctx)
+        assert isinstance(result, dg.SensorResult)
+        for req in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        return result
+
+    def report(self, result: dg.ExecuteInProcessResult) -> None:
+        """Run the run-status sensors on a finished run, as the daemon would."""
+        run = self.instance.get_run_by_id(result.run_id)
+        assert run is not None
+        kind = (
+            dg.DagsterEventType.RUN_SUCCESS if result.success else dg.DagsterEventType.RUN_FAILURE
+        )
+        event = self.instance.get_records_for_run(result.run_id, of_type=kind).records[-1]
+        sensor = export_run_succeeded if result.success else export_run_failed
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=self.instance,
+            dagster_run=run,
+            dagster_event=event.event_log_entry.dagster_event,
+        )
+        if not result.success:
+            ctx = ctx.for_run_failure()
+        sensor(ctx)
+
+
+@pytest.fixture
+def location(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Location]:
+    home, staging, exports = tmp_path / "dagster_home", tmp_path / "staging", tmp_path / "out"
+    home.mkdir()
+    env_file = tmp_path / "sources.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in demo.env.items()))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("PORTABILITY_STAGING", str(staging))
+    monkeypatch.setenv("PORTABILITY_EXPORTS", str(exports))
+    monkeypatch.setenv("PORTABILITY_ENV_FILE", str(env_file))
+    monkeypatch.delenv("PORTABILITY_REQUEST_STORE", raising=False)  # default: in DAGSTER_HOME
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        store = RequestStore.open(PortabilityResource().store_url())
+        try:
+            yield Location(home, staging, exports, instance, build_definitions(), store)
+        finally:
+            store.close()
+
+
+def submit(loc: Location, email: str, channel: str = "portal") -> str:
+    req, _ = loc.store.submit(
+        request_type="access", identities=[Identity("email", email)], channel=channel
+    )
+    return req.request_id
+
+
+def test_requests_become_partitions_runs_and_completed_exports(
+    demo: Demo, location: Location
+) -> None:
+    emails = [edge(demo, s)["emails"][0] for s in SUBJECTS]
+    ids = [submit(location, e) for e in emails]
+    tick = location.sensor_tick()
+    assert [r.partition_key for r in tick.run_requests] == ids
+    assert [r.run_key for r in tick.run_requests] == ids  # a request never runs twice
+    assert location.sensor_tick(tick.cursor).run_requests == []  # nothing new
+    assert set(location.instance.get_dynamic_partitions("export_requests")) == set(ids)
+    for rid, email in zip(ids, emails, strict=True):
+        result = location.run_export(rid)
+        assert result.success
+        location.report(result)
+        req = location.store.get(rid)
+        assert req.state == State.COMPLETED and location.store.identities(rid) == ()
+        archive = Path(req.result_location or "")
+        assert archive.parent == location.exports and file_sha256(archive) == req.result_sha256
+        with zipfile.ZipFile(archive) as z:
+            assert email in z.read("data/personal.json").decode()
+        assert not (location.staging / rid).exists()
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks)
+        meta = (
+            location.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("delivery"), asset_partitions=[rid]),
+                limit=1,
+            )
+            .records[0]
+            .asset_materialization.metadata
+        )
+        assert meta["records"].value == req.result_count and "legal deadline" in meta
+
+
+def test_a_failed_source_fails_the_request_and_a_rerun_completes_it(
+    demo: Demo, location: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = edge(demo, "multi_account")["emails"][0]
+    rid = submit(location, email)
+    location.sensor_tick()
+    bad = tmp_path / "bad.env"
+    bad.write_text("".join(f"{k}={v}\n" for k, v in demo.env.items()) + "PAYMENTS_API_TOKEN=no\n")
+    monkeypatch.setenv("PORTABILITY_ENV_FILE", str(bad))
+    failed = location.run_export(rid)
+    assert not failed.success
+    location.report(failed)
+    req = location.store.get(rid)
+    assert req.state == State.FAILED and "collected__payments" in (req.failure or "")
+    assert email not in (req.failure or "")
+    assert not location.exports.exists() or not list(location.exports.iterdir())
+    monkeypatch.setenv("PORTABILITY_ENV_FILE", str(tmp_path / "sources.env"))
+    again = location.run_export(rid)  # the DPO re-runs the partition
+    assert again.success
+    location.report(again)
+    done = location.store.get(rid)
+    assert done.state == State.COMPLETED and done.attempts == 2
+    events = [e.event for e in location.store.events(rid)]
+    assert events[:2] == ["received", "claimed"] and "failed" in events
+    assert events[-2:] == ["completed", "identities_deleted"] or "completed" in events
+
+
+def test_closed_requests_are_not_exported(demo: Demo, location: Location) -> None:
+    rid = submit(location, edge(demo, "under_16")["emails"][0])
+    location.store.deny(rid, "manifestly unfounded", actor="dpo:test")
+    location.instance.add_dynamic_partitions("export_requests", [rid])
+    result = location.run_export(rid)
+    assert not result.success
+    assert location.store.get(rid).state == State.DENIED
+
+
+def test_the_dpo_registers_denies_and_extends_and_the_form_is_purged(
+    demo: Demo, location: Location
+) -> None:
+    email = edge(demo, "no_events")["emails"][0]
+    job = location.defs.resolve_job_def("register_request")
+    config = {"identity_type": "email", "identity_value": email, "request_type": "portability"}
+    result = job.execute_in_process(
+        run_config={"ops": {"register_request": {"config": config}}}, instance=location.instance
+    )
+    assert result.success
+    (new,) = location.store.list_new()
+    assert new.channel == "dpo" and new.request_type == "portability"
+    assert location.store.identities(new.request_id) == (Identity("email", email),)
+    extend = location.defs.resolve_job_def("extend_request")
+    decision = {"request_id": new.request_id, "reason": "complex request: several systems"}
+    assert extend.execute_in_process(
+        run_config={"ops": {"extend_request": {"config": decision}}}, instance=location.instance
+    ).success
+    assert location.store.get(new.request_id).extended_deadline is not None
+    deny = location.defs.resolve_job_def("deny_request")
+    assert deny.execute_in_process(
+        run_config={"ops": {"deny_request": {"config": decision}}}, instance=location.instance
+    ).success
+    assert location.store.get(new.request_id).state == State.DENIED
+    bad = {**config, "identity_value": "not-an-email"}
+    refused = job.execute_in_process(
+        run_config={"ops": {"register_request": {"config": bad}}},
+        instance=location.instance,
+        raise_on_error=False,
+    )
+    assert not refused.success
+    purge_registration_runs(dg.build_sensor_context(instance=location.instance))
+    assert location.instance.get_run_records(dg.RunsFilter(job_name="register_request")) == []
+
+
+def test_deadlines_are_flagged_in_the_catalog(demo: Demo, location: Location) -> None:
+    submit(location, edge(demo, "heavy_user")["emails"][0])
+    result = dg.materialize(
+        [request_deadlines],
+        instance=location.instance,
+        resources={"portability": PortabilityResource()},
+    )
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"no_overdue_requests": True, "none_due_soon": True}
+    meta = result.asset_materializations_for_node("request_deadlines")[0].metadata
+    assert meta["open requests"].value == 1 and meta["overdue"].value == 0
+
+
+def test_no_personal_data_in_dagster_storage_or_staging(demo: Demo, location: Location) -> None:
+    people = [edge(demo, s) for s in (*SUBJECTS, "no_events")]
+    for person in people[:3]:
+        rid = submit(location, person["emails"][0])
+        location.sensor_tick()
+        result = location.run_export(rid)
+        location.report(result)
+    job = location.defs.resolve_job_def("register_request")
+    typed = {"identity_type": "email", "identity_value": people[3]["emails"][0]}
+    job.execute_in_process(
+        run_config={"ops": {"register_request": {"config": typed}}}, instance=location.instance
+    )
+    (registered,) = location.store.list_new()
+    location.store.deny(registered.request_id, "test", actor="dpo:test")
+    purge_registration_runs(dg.build_sensor_context(instance=location.instance))
+    needles = {
+        str(v)
+        for p in people
+        for key in ("emails", "full_names", "person_ids", "customer_numbers", "account_ids")
+        for v in p.get(key, [])
+        if v
+    }
+    found = []
+    for root in (location.home, location.staging):
+        for path in root.rglob("*") if root.exists() else []:
+            if path.is_file():
+                data = path.read_bytes()
+                found += [(str(path), n) for n in needles if n.encode() in data]
+    assert found == []
