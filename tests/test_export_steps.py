@@ -12,6 +12,7 @@ import pytest
 from engine.datamap import load_datamap
 from engine.export import ExportFailed, run_export
 from engine.request import ExportRequest, Identity
+from engine.staging import Staging
 from engine.steps import ExportSteps
 from exporters.delivery import LocalFolderDelivery
 from tests.world_fixtures import AS_OF, Demo, edge
@@ -109,3 +110,30 @@ def test_the_area_is_private_and_staged_records_are_checked_again(
     assert all(v.dataset == "personal" and v.count == 1 for v in found)
     steps.discard()
     assert not steps.area.exists()
+
+
+def test_a_crash_mid_collection_loses_nothing_and_duplicates_nothing(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies while a system's records and files are half staged; a new
+    process collects that system again and delivers the archive a clean run gives."""
+    email = edge(demo, "heavy_user")["emails"][0]
+    reference = run_all(steps_for(demo, tmp_path / "ref", request(email)), tmp_path / "ref-out")
+    first = steps_for(demo, tmp_path, request(email))
+    first.collect("crm")
+    staged = []
+    real_write = Staging.write
+
+    def dying_write(self: Staging, dataset: str, ref: str, batch: pa.RecordBatch) -> None:
+        real_write(self, dataset, ref, batch)
+        staged.append(ref)
+        if ref == "object_store.files":
+            raise SystemExit("killed")  # after the files were copied and a batch staged
+
+    monkeypatch.setattr(Staging, "write", dying_write)
+    with pytest.raises(SystemExit):
+        first.collect("object_store")
+    monkeypatch.setattr(Staging, "write", real_write)
+    assert staged and list((first.area / "files").rglob("*"))  # half-staged leftovers
+    after = steps_for(demo, tmp_path, request(email))  # a new process, same area
+    assert run_all(after, tmp_path / "out") == reference
