@@ -249,3 +249,43 @@ def test_no_personal_data_in_dagster_storage_or_staging(demo: Demo, location: Lo
                 data = path.read_bytes()
                 found += [(str(path), n) for n in needles if n.encode() in data]
     assert found == []
+
+
+def test_a_transient_source_failure_is_retried_a_permanent_one_is_not(
+    demo: Demo, location: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.export import ExportFailed
+    from engine.steps import ExportSteps
+
+    real = ExportSteps.collect
+    calls: list[str] = []
+
+    def flaky(self: ExportSteps, system: str, connectors: object = None) -> object:
+        calls.append(system)
+        if system == "payments" and calls.count("payments") == 1:
+            raise ExportFailed("payments.charges: HTTP 503 (retries exhausted)", transient=True)
+        return real(self, system)
+
+    monkeypatch.setattr(ExportSteps, "collect", flaky)
+    rid = submit(location, edge(demo, "multi_account")["emails"][0])
+    location.instance.add_dynamic_partitions("export_requests", [rid])
+    result = location.run_export(rid)
+    assert result.success and calls.count("payments") == 2
+    restarts = location.instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.STEP_RESTARTED
+    ).records
+    assert [r.event_log_entry.step_key for r in restarts] == ["collected__payments"]
+
+    calls.clear()
+
+    def broken(self: ExportSteps, system: str, connectors: object = None) -> object:
+        calls.append(system)
+        if system == "payments":
+            raise ExportFailed("payments.charges: HTTP 401 (not transient)")
+        return real(self, system)
+
+    monkeypatch.setattr(ExportSteps, "collect", broken)
+    rid = submit(location, edge(demo, "shared_org_member")["emails"][0])
+    location.instance.add_dynamic_partitions("export_requests", [rid])
+    result = location.run_export(rid)
+    assert not result.success and calls.count("payments") == 1
