@@ -57,6 +57,26 @@ class ExportFailed(RuntimeError):
         ]
         super().__init__("\n".join(lines))
 
+    @classmethod
+    def source_failed(
+        cls, request_id: str, err: SourceError, outcomes: list[SourceOutcome]
+    ) -> ExportFailed:
+        """A source could not be read (``transient`` when asking again later may work)."""
+        return cls(
+            f"export {request_id} stopped: {err}; nothing delivered",
+            outcomes=outcomes,
+            transient=err.transient,
+        )
+
+    @classmethod
+    def schema_failed(cls, request_id: str, extraction: Extraction) -> ExportFailed:
+        """Records broke their dataset's schema."""
+        return cls(
+            f"export {request_id} stopped: records failed their schema; nothing delivered",
+            outcomes=extraction.outcomes,
+            violations=extraction.violations,
+        )
+
     @property
     def failed_sources(self) -> list[str]:
         return [o.entity for o in self.outcomes if o.status == "failed"]
@@ -108,17 +128,11 @@ def run_export(
         try:
             extraction = extractor.run()
         except SourceError as err:
-            raise ExportFailed(
-                f"export {request.request_id} stopped: {err}; nothing delivered",
-                outcomes=extractor.result.outcomes,
+            raise ExportFailed.source_failed(
+                request.request_id, err, extractor.result.outcomes
             ) from None
         if extraction.violations:
-            raise ExportFailed(
-                f"export {request.request_id} stopped: records failed their schema; "
-                "nothing delivered",
-                outcomes=extraction.outcomes,
-                violations=extraction.violations,
-            )
+            raise ExportFailed.schema_failed(request.request_id, extraction)
         if progress:
             progress("packing archive", 0, 1)
         archive = staging.path / "archive.zip"

@@ -114,10 +114,8 @@ class ExportSteps:
         try:
             ex = extractor.run(systems={system})
         except SourceError as err:
-            raise ExportFailed(
-                f"export {self.request.request_id} stopped: {err}; nothing delivered",
-                outcomes=extractor.result.outcomes,
-                transient=err.transient,
+            raise ExportFailed.source_failed(
+                self.request.request_id, err, extractor.result.outcomes
             ) from None
         finally:
             staging.finish()
@@ -155,12 +153,7 @@ class ExportSteps:
             raise ExportFailed(f"not every system was collected: {', '.join(missing)}")
         ex = self.extraction()
         if ex.violations:
-            raise ExportFailed(
-                f"export {self.request.request_id} stopped: records failed their schema; "
-                "nothing delivered",
-                outcomes=ex.outcomes,
-                violations=ex.violations,
-            )
+            raise ExportFailed.schema_failed(self.request.request_id, ex)
         staging = self._staging()
         archive = self.area / "archive.zip"
         register = load_register(self.register_path)
