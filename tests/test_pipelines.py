@@ -94,6 +94,14 @@ def location(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
             store.close()
 
 
+def test_the_code_location_loads_as_dagster_loads_it() -> None:
+    defs = build_definitions()
+    dg.Definitions.validate_loadable(defs)  # names unique, jobs resolvable, schedules valid
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert {"collected/crm", "collected/payments", "normalized/personal", "archive"} <= keys
+    assert {"delivery", "request_deadlines"} <= keys
+
+
 def submit(loc: Location, email: str, channel: str = "portal") -> str:
     req, _ = loc.store.submit(
         request_type="access", identities=[Identity("email", email)], channel=channel
@@ -178,7 +186,7 @@ def test_the_dpo_registers_denies_and_extends_and_the_form_is_purged(
     job = location.defs.resolve_job_def("register_request")
     config = {"identity_type": "email", "identity_value": email, "request_type": "portability"}
     result = job.execute_in_process(
-        run_config={"ops": {"register_request": {"config": config}}}, instance=location.instance
+        run_config={"ops": {"register": {"config": config}}}, instance=location.instance
     )
     assert result.success
     (new,) = location.store.list_new()
@@ -187,17 +195,17 @@ def test_the_dpo_registers_denies_and_extends_and_the_form_is_purged(
     extend = location.defs.resolve_job_def("extend_request")
     decision = {"request_id": new.request_id, "reason": "complex request: several systems"}
     assert extend.execute_in_process(
-        run_config={"ops": {"extend_request": {"config": decision}}}, instance=location.instance
+        run_config={"ops": {"extend": {"config": decision}}}, instance=location.instance
     ).success
     assert location.store.get(new.request_id).extended_deadline is not None
     deny = location.defs.resolve_job_def("deny_request")
     assert deny.execute_in_process(
-        run_config={"ops": {"deny_request": {"config": decision}}}, instance=location.instance
+        run_config={"ops": {"deny": {"config": decision}}}, instance=location.instance
     ).success
     assert location.store.get(new.request_id).state == State.DENIED
     bad = {**config, "identity_value": "not-an-email"}
     refused = job.execute_in_process(
-        run_config={"ops": {"register_request": {"config": bad}}},
+        run_config={"ops": {"register": {"config": bad}}},
         instance=location.instance,
         raise_on_error=False,
     )
@@ -230,7 +238,7 @@ def test_no_personal_data_in_dagster_storage_or_staging(demo: Demo, location: Lo
     job = location.defs.resolve_job_def("register_request")
     typed = {"identity_type": "email", "identity_value": people[3]["emails"][0]}
     job.execute_in_process(
-        run_config={"ops": {"register_request": {"config": typed}}}, instance=location.instance
+        run_config={"ops": {"register": {"config": typed}}}, instance=location.instance
     )
     (registered,) = location.store.list_new()
     location.store.deny(registered.request_id, "test", actor="dpo:test")

@@ -30,7 +30,7 @@ class RequestDecisionConfig(dg.Config):
     reason: str = Field(description="why; recorded in the audit trail and told to the subject")
 
 
-@dg.op(name="register_request")
+@dg.op(name="register")
 def register_request_op(
     context: dg.OpExecutionContext,
     config: RegisterRequestConfig,
@@ -60,7 +60,7 @@ def register_request_job() -> None:
     register_request_op()
 
 
-@dg.op(name="deny_request")
+@dg.op(name="deny")
 def deny_request_op(
     context: dg.OpExecutionContext, config: RequestDecisionConfig, portability: PortabilityResource
 ) -> None:
@@ -75,7 +75,7 @@ def deny_request_job() -> None:
     deny_request_op()
 
 
-@dg.op(name="extend_request")
+@dg.op(name="extend")
 def extend_request_op(
     context: dg.OpExecutionContext, config: RequestDecisionConfig, portability: PortabilityResource
 ) -> None:
