@@ -101,6 +101,8 @@ class StoredRequest:
     callback_urls: tuple[str, ...] = field(repr=False)  # may carry tokens
     identities_deleted_at: datetime | None
     updated_at: datetime
+    # the submitter's keyed digest of its request body (see RequestStore.submit), if any
+    request_digest: str | None = field(default=None, repr=False)
 
     @property
     def clock_start(self) -> datetime:
@@ -199,6 +201,16 @@ def check_sha256(value: object) -> str:
     return text
 
 
+def check_digest(value: object) -> str | None:
+    """An optional request digest: 64 hex digits (lower-cased), or None."""
+    if value is None:
+        return None
+    text = value.lower() if isinstance(value, str) else ""
+    if not _SHA256.match(text):
+        raise RequestError("request digest must be 64 hex digits")
+    return text
+
+
 def aware(value: object, what: str) -> datetime:
     """A time-zone aware datetime in UTC (a naive one has no knowable legal day)."""
     if not isinstance(value, datetime) or value.utcoffset() is None:
@@ -227,6 +239,7 @@ def new_request_values(
     regulation: str,
     submitted_at: datetime | None,
     callback_urls: Sequence[str],
+    request_digest: str | None = None,
 ) -> tuple[dict[str, Any], tuple[Identity, ...]]:
     """Check a submission (see RequestStore.submit); return the ``requests`` row and the
     identities. The engine's ExportRequest does the identity, type and format checks, so
@@ -252,5 +265,6 @@ def new_request_values(
         state=State.RECEIVED.value,
         callback_urls=list(check_urls(callback_urls)),
         updated_at=now,
+        request_digest=check_digest(request_digest),
     )
     return row, idents

@@ -52,6 +52,13 @@ class RequestStore:
             t.create_schema(conn)
         return cls(engine, clock)
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, for tables that live beside the store's (the API's
+        outbox). ``engine.execution_options(store_write=True)`` opens SQLite write
+        transactions with BEGIN IMMEDIATE, as the store's own writes do."""
+        return self._engine
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -76,14 +83,21 @@ class RequestStore:
         submitted_at: datetime | None = None,
         callback_urls: Sequence[str] = (),
         actor: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[StoredRequest, bool]:
         """Store a new request; returns (request, created). An external id the controller
-        already used returns that request with created=False (OpenDSR idempotency)."""
+        already used returns that request with created=False (OpenDSR idempotency).
+
+        ``request_digest`` (64 hex digits, optional) is kept with the request and handed
+        back on a repeat, so that the caller can tell a retry of the same body from a
+        changed one; the API stores a keyed HMAC there, never a plain hash of the body
+        (which holds identities)."""
         now, request_id = self._now(), new_request_id()
         row, idents = m.new_request_values(
             request_id, now, request_type, identities, formats, channel=channel,
             controller=controller, external_id=external_id, regulation=regulation,
             submitted_at=submitted_at, callback_urls=callback_urls,
+            request_digest=request_digest,
         )  # fmt: skip
         types = ",".join(i.type for i in idents)
         detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "

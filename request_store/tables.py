@@ -87,6 +87,10 @@ requests = sa.Table(
     sa.Column("callback_urls", sa.JSON, nullable=False),
     sa.Column("identities_deleted_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # keyed digest (HMAC-SHA256, hex) of the submitting body, so that a repeat of the same
+    # external id can be told apart from a changed one (OpenDSR 409); NULL when not given.
+    # Added after the first release: add_missing_columns() adds it to older databases.
+    sa.Column("request_digest", sa.String(64)),
     # idempotency of OpenDSR's subject_request_id; NULL external ids never collide
     sa.UniqueConstraint("controller", "external_id", name="uq_requests_external"),
     sa.Index("ix_requests_state_seq", "state", "seq"),
@@ -138,9 +142,22 @@ _PG_TRIGGERS = [
 ]
 
 
+# Nullable columns added after the tables were first released: (table, column, DDL type).
+_ADDED_COLUMNS = (("requests", "request_digest", "VARCHAR(64)"),)
+
+
+def add_missing_columns(conn: sa.Connection) -> None:
+    """Add the nullable columns a database created by an older version lacks."""
+    inspector = sa.inspect(conn)
+    for table, column, ddl_type in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
+
+
 def create_schema(conn: sa.Connection) -> None:
-    """Create missing tables and (re)install the audit triggers. Idempotent."""
+    """Create missing tables and columns and (re)install the audit triggers. Idempotent."""
     metadata.create_all(conn)
+    add_missing_columns(conn)
     if conn.dialect.name != "postgresql":
         for statement in _SQLITE_TRIGGERS:
             conn.exec_driver_sql(statement)

@@ -1,0 +1,131 @@
+"""Results links: expiring, HMAC-signed URLs that stream a delivered archive.
+
+A link is ``/opendsr/v2/results/<request id>.<expiry>.<mac>``: the store's opaque
+request id (never the subject's identity), the expiry in Unix seconds, and an
+HMAC-SHA256 over both with a key derived from the state folder's secret. A link is
+issued each time a status body with results is built (a ``GET /requests/{id}`` or a
+callback), valid for the link lifetime from then (7 days by default): the portal can
+always get a fresh one while the request is completed and its archive is kept.
+
+Serving checks the MAC (constant time), the expiry, that the request is completed,
+and that its archive is a file inside the delivery folder; then it streams the file.
+A forged, altered or expired link gets 403 and an unknown archive 404, with the same
+wording whatever the cause. The response is signed like every other one, from the
+archive's SHA-256 recorded at delivery (so nothing is read twice): a client verifies
+the signature over the bytes it received.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from api.errors import ApiError, Detail
+from api.models import error_doc
+from api.settings import API_PREFIX
+from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER
+from request_store import RequestNotFound, State
+
+_TOKEN = re.compile(r"^([0-9a-f-]{36})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+
+
+class ResultLinks:
+    """Issues and checks results links."""
+
+    def __init__(
+        self, key: bytes, ttl_s: int, base_url: str, clock: Callable[[], datetime]
+    ) -> None:
+        self._key, self.ttl, self._base, self._clock = (
+            key,
+            timedelta(seconds=ttl_s),
+            base_url,
+            clock,
+        )
+
+    def _mac(self, request_id: str, expires: int) -> str:
+        mac = hmac.new(self._key, f"results:{request_id}:{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def token(self, request_id: str, expires: datetime) -> str:
+        stamp = int(expires.timestamp())
+        return f"{request_id}.{stamp}.{self._mac(request_id, stamp)}"
+
+    def issue(self, request_id: str) -> tuple[str, datetime]:
+        """A fresh link to a request's results and when it expires."""
+        expires = (self._clock() + self.ttl).replace(microsecond=0)
+        return f"{self._base}{API_PREFIX}/results/{self.token(request_id, expires)}", expires
+
+    def check(self, token: str) -> str | None:
+        """The request id of a valid, unexpired link; None otherwise."""
+        match = _TOKEN.fullmatch(token)
+        if not match:
+            return None
+        request_id, stamp, mac = match.group(1), int(match.group(2)), match.group(3)
+        if not hmac.compare_digest(mac, self._mac(request_id, stamp)):
+            return None
+        if datetime.fromtimestamp(stamp, UTC) < self._clock():
+            return None
+        return request_id
+
+
+def archive_path(location: str, exports: Path) -> Path | None:
+    """The delivered archive, if it is a file inside the delivery folder."""
+    root = exports.resolve()
+    loc = Path(location)
+    for candidate in (loc if loc.is_absolute() else Path.cwd() / loc, root / loc.name):
+        path = candidate.resolve()
+        if path.is_relative_to(root) and path.is_file():
+            return path
+    return None
+
+
+router = APIRouter(prefix=API_PREFIX)
+
+_REFUSED = "this link is not valid or has expired"
+_GONE = "these results are not available"
+
+
+@router.get(
+    "/results/{token}",
+    summary="Download a completed request's archive (the results_url)",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the archive, streamed",
+        },
+        403: error_doc(_REFUSED),
+        404: error_doc(_GONE),
+    },
+)
+def download(token: str, request: Request) -> FileResponse:
+    services = request.app.state.services
+    request_id = services.links.check(token)
+    if request_id is None:
+        raise ApiError(403, _REFUSED, [Detail("results", "invalid_link", _REFUSED)])
+    try:
+        req = services.store.get(request_id)
+    except RequestNotFound:
+        req = None
+    path = None
+    if req is not None and req.state == State.COMPLETED and req.result_location:
+        path = archive_path(req.result_location, services.settings.exports)
+    if req is None or path is None or not req.result_sha256:
+        raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+    digest = bytes.fromhex(req.result_sha256)
+    headers = {
+        DOMAIN_HEADER: services.signer.domain,
+        SIGNATURE_HEADER: services.signer.sign_digest(req.result_sha256),
+        "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
+        "Cache-Control": "no-store",
+    }
+    name = f"{req.external_id or req.request_id}.zip"
+    return FileResponse(path, media_type="application/zip", filename=name, headers=headers)
