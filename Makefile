@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/portability demo
+
+# The Dagster UI (webserver + daemon) on the demo world: http://127.0.0.1:$(SERVE_PORT)
+SERVE_PORT ?= 3000
+serve: $(STAMP)
+	$(BIN)/python -m pipelines.serve --port $(SERVE_PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ def running_world(world: Path, *, own_process: bool = False) -> Iterator[dict[st
     """
     env = read_env(world / "world.env")
     if own_process:
-        with _payments_process(world / "payments.sqlite", env["PAYMENTS_API_TOKEN"]) as url:
+        with payments_process(world / "payments.sqlite", env["PAYMENTS_API_TOKEN"]) as url:
             yield {**env, "PAYMENTS_API_URL": url}
         return
     server = start_payments_server(world / "payments.sqlite", env["PAYMENTS_API_TOKEN"], port=0)
@@ -33,7 +33,8 @@ def running_world(world: Path, *, own_process: bool = False) -> Iterator[dict[st
 
 
 @contextmanager
-def _payments_process(db: Path, token: str) -> Iterator[str]:
+def payments_process(db: Path, token: str) -> Iterator[str]:
+    """The stand-in in a process of its own, on a free port, for the block; its URL."""
     cmd = [sys.executable, "-m", "demo_world.payments_api", "--db", str(db)]
     env = {**os.environ, "PAYMENTS_API_TOKEN": token}  # not on argv, where ps shows it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -44,5 +45,6 @@ def _payments_process(db: Path, token: str) -> Iterator[str]:
             raise RuntimeError("the payment provider stand-in did not start")
         yield line.split("=", 1)[1]
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=10)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, exporter
+pytest_plugins += ["tests.dagster_fixtures"]  # dagster_ui: the webserver on an exported request
 
 # ---------------------------------------------------------------------------
 # SQL database fixtures (connectors): each test gets its own database, dropped after
