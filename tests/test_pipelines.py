@@ -7,6 +7,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,7 @@ import pytest
 from engine.request import Identity
 from exporters.delivery import file_sha256
 from pipelines.definitions import build_definitions
-from pipelines.defs.deadlines.assets import request_deadlines
+from pipelines.defs.deadlines.assets import deadlines_daily, request_deadlines
 from pipelines.defs.requests.dpo import purge_registration_runs
 from pipelines.defs.requests.sensors import (
     export_requests_sensor,
@@ -214,6 +215,14 @@ def test_the_dpo_registers_denies_and_extends_and_the_form_is_purged(
     assert location.instance.get_run_records(dg.RunsFilter(job_name="register_request")) == []
 
 
+def test_the_deadline_schedule_runs_the_check_daily() -> None:
+    assert deadlines_daily.default_status == dg.DefaultScheduleStatus.RUNNING
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 6, tzinfo=UTC))
+    (run,) = list(deadlines_daily.evaluate_tick(ctx).run_requests or [])
+    assert deadlines_daily.job_name == "flag_deadlines" and isinstance(run, dg.RunRequest)
+    assert deadlines_daily.cron_schedule == "0 6 * * *"
+
+
 def test_deadlines_are_flagged_in_the_catalog(demo: Demo, location: Location) -> None:
     submit(location, edge(demo, "heavy_user")["emails"][0])
     result = dg.materialize(
@@ -226,6 +235,27 @@ def test_deadlines_are_flagged_in_the_catalog(demo: Demo, location: Location) ->
     assert checks == {"no_overdue_requests": True, "none_due_soon": True}
     meta = result.asset_materializations_for_node("request_deadlines")[0].metadata
     assert meta["open requests"].value == 1 and meta["overdue"].value == 0
+
+    now = datetime.now(UTC)
+    for days_ago in (26, 40):  # due soon (day 26 of the month), overdue
+        location.store.submit(
+            request_type="access",
+            identities=[Identity("email", edge(demo, "no_payments")["emails"][0])],
+            submitted_at=now - timedelta(days=days_ago),
+        )
+    result = dg.materialize(
+        [request_deadlines],
+        instance=location.instance,
+        resources={"portability": PortabilityResource()},
+    )
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"no_overdue_requests": False, "none_due_soon": False}
+    meta = result.asset_materializations_for_node("request_deadlines")[0].metadata
+    assert (meta["open requests"].value, meta["due soon"].value, meta["overdue"].value) == (
+        3,
+        1,
+        1,
+    )
 
 
 def test_no_personal_data_in_dagster_storage_or_staging(demo: Demo, location: Location) -> None:
