@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,25 +34,13 @@ from api.app import OpenDSRApp, Services
 from api.keys import load_or_create
 from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER, verify
 from request_store import RequestStore
+from tests.clock import Clock
 
 PREFIX = "/opendsr/v2"
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 SECRET_EMAIL = "zelda.confidential@example.org"
 SECRET_CUSTOMER = "CUST-77441122"
 KEY_FILES = ("secret.key", "processor.key", "processor.pem")
-
-
-class Clock:
-    """A clock that moves only when told (UTC-aware)."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def request_body(**overrides: Any) -> dict[str, Any]:
@@ -169,7 +157,7 @@ def copy_keys(keys: Path, state: Path) -> None:
 def make_api(tmp: Path, keys: Path, clock: Clock | None = None, **overrides: Any) -> Api:
     settings = api_settings(tmp, **overrides)
     copy_keys(keys, settings.state_dir)
-    clock = clock or Clock()
+    clock = clock or Clock(T0)
     app = create_app(settings, clock=clock)
     portals = app.state.services.portals
     tokens = {p: portals.add(p) for p in ("portal-a", "portal-b")}

@@ -13,9 +13,7 @@ from __future__ import annotations
 import io
 import socket
 import sqlite3
-import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,37 +21,11 @@ from urllib.parse import urlencode
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytest
 
 from engine.connectors.parquet import bucket_folder, bucket_of
-from tests.conftest import PG_HOST, PG_PORT, _listening
 
 REGION = "us-east-1"
 LAKE_BUCKETS = 64  # the data map's bucketing of the event lake
-
-
-@contextmanager
-def postgres_database(prefix: str = "test_backends") -> Iterator[str]:
-    """A fresh PostgreSQL database (``postgresql://`` URL), dropped afterwards.
-
-    Fails (never skips) when the server is down, like the conftest's ``postgres_url``.
-    """
-    if not _listening(PG_HOST, PG_PORT):
-        pytest.fail(
-            f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: these tests need the real "
-            "server (start it: pg_ctlcluster <version> main start)"
-        )
-    import psycopg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def s3_root(bucket: str, prefix: str, endpoint: str) -> str:

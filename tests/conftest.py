@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -37,9 +38,12 @@ def _db_name() -> str:
     return f"test_{uuid.uuid4().hex[:16]}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """``postgresql://`` URL of a fresh, empty PostgreSQL database."""
+@contextmanager
+def postgres_database(prefix: str = "test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its ``postgresql://`` URL), dropped afterwards.
+
+    Fails (never skips) when the server is down: these are real-component tests.
+    """
     if not _listening(PG_HOST, PG_PORT):
         pytest.fail(
             f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: these tests need the real "
@@ -47,7 +51,7 @@ def postgres_url() -> Iterator[str]:
         )
     import psycopg
 
-    name = _db_name()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -56,6 +60,13 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """``postgresql://`` URL of a fresh, empty PostgreSQL database."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import unicodedata
-import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import closing
@@ -514,59 +513,38 @@ def test_running_world_serves_payments(demo: World, own_process: bool) -> None:
 
 
 @pytest.mark.postgres
-def test_crm_loads_into_postgresql(tiny_pair: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    if not _listening(5432):
-        pytest.skip("PostgreSQL is not listening on 127.0.0.1:5432")
+def test_crm_loads_into_postgresql(
+    tiny_pair: tuple[Path, Path, Path], tmp_path: Path, postgres_url: str
+) -> None:
     import psycopg
 
-    name = f"demo_world_{uuid.uuid4().hex[:12]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        world = build_world(tmp_path, seed=7, size=TINY, sql_url=url)
-        assert world.env["CRM_DATABASE_URL"].startswith("postgresql+psycopg://")
-        sqlite_url = f"sqlite:///{tiny_pair[0] / 'crm.sqlite'}"
-        for table in TABLES:
-            assert sql_rows(url, table) == sql_rows(sqlite_url, table), table
-        with psycopg.connect(url) as conn:
-            index = conn.execute(
-                "select indexdef from pg_indexes where indexname = 'ix_people_email_lower'"
+    url = postgres_url
+    world = build_world(tmp_path, seed=7, size=TINY, sql_url=url)
+    assert world.env["CRM_DATABASE_URL"].startswith("postgresql+psycopg://")
+    sqlite_url = f"sqlite:///{tiny_pair[0] / 'crm.sqlite'}"
+    for table in TABLES:
+        assert sql_rows(url, table) == sql_rows(sqlite_url, table), table
+    with psycopg.connect(url) as conn:
+        index = conn.execute(
+            "select indexdef from pg_indexes where indexname = 'ix_people_email_lower'"
+        ).fetchone()[0]
+        assert "lower" in index
+        assert (
+            conn.execute(
+                "select count(*) from accounts where person_id is null and is_shared"
             ).fetchone()[0]
-            assert "lower" in index
-            assert (
-                conn.execute(
-                    "select count(*) from accounts where person_id is null and is_shared"
-                ).fetchone()[0]
-                >= 1
-            )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            >= 1
+        )
 
 
 @pytest.mark.mariadb
-def test_crm_loads_into_mariadb(tiny_pair: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    if not _listening(3306):
-        pytest.skip("MariaDB is not listening on 127.0.0.1:3306")
-    import pymysql
-
-    name = f"demo_world_{uuid.uuid4().hex[:12]}"
-
-    def admin(sql: str) -> None:
-        with closing(pymysql.connect(host="127.0.0.1", port=3306, user="root")) as conn:
-            conn.cursor().execute(sql)
-
-    admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
-        url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-        build_world(tmp_path, seed=7, size=TINY, sql_url=url)
-        sqlite_url = f"sqlite:///{tiny_pair[0] / 'crm.sqlite'}"
-        for table in TABLES:
-            assert sql_rows(url, table) == sql_rows(sqlite_url, table), table
-    finally:
-        admin(f"DROP DATABASE IF EXISTS `{name}`")
+def test_crm_loads_into_mariadb(
+    tiny_pair: tuple[Path, Path, Path], tmp_path: Path, mariadb_url: str
+) -> None:
+    build_world(tmp_path, seed=7, size=TINY, sql_url=mariadb_url)
+    sqlite_url = f"sqlite:///{tiny_pair[0] / 'crm.sqlite'}"
+    for table in TABLES:
+        assert sql_rows(mariadb_url, table) == sql_rows(sqlite_url, table), table
 
 
 def test_objects_go_to_s3(s3_bucket: str, moto_endpoint: str, tmp_path: Path) -> None:

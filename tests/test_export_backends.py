@@ -50,11 +50,11 @@ from tests.backend_fixtures import (
     expected_crm,
     expected_events,
     expected_payments,
-    postgres_database,
     s3_objects,
     s3_root,
     upload_lake,
 )
+from tests.conftest import postgres_database
 from tests.world_fixtures import AS_OF
 
 SEED = 7
@@ -101,7 +101,7 @@ def worlds(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         s3.create_bucket(Bucket=bucket)
     embedded = build_world(base / "embedded", seed=SEED, size=SIZE)
     with ExitStack() as stack:
-        pg_url = stack.enter_context(postgres_database())
+        pg_url = stack.enter_context(postgres_database("test_backends"))
         servers = build_world(
             base / "servers",
             seed=SEED,

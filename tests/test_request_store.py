@@ -27,7 +27,8 @@ from request_store import (
     StoredRequest,
 )
 from request_store.tables import connect
-from tests.conftest import PG_HOST, PG_PORT, _listening
+from tests.clock import Clock
+from tests.conftest import PG_HOST, PG_PORT, postgres_database
 
 SECRET_EMAIL = "zelda.secret@example.org"
 SECRET_ID = "C99887766"
@@ -37,35 +38,11 @@ T0 = datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
 SHA = "ab" * 32
 
 
-class Clock:
-    """An injectable clock that moves only when told."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    if not _listening(PG_HOST, PG_PORT):
-        pytest.fail(f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT}: start the server")
-    import psycopg
-
-    name = f"test_store_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh PostgreSQL database for this test session (its name), dropped afterwards."""
+    with postgres_database("test_store") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -88,7 +65,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
