@@ -1,0 +1,72 @@
+"""A portal's request end to end: POST to the API, Dagster's sensor and export run, the
+signed completed callback, and the download holding the subject's data only."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from tests import api_fixtures
+from tests.api_fixtures import TestPortal, make_api, request_body
+from tests.clock import Clock
+from tests.test_pipelines import Location, location
+from tests.world_fixtures import Demo, edge
+
+api_keys, portal = api_fixtures.api_keys, api_fixtures.portal
+__all__ = ["api_keys", "location", "portal"]
+
+
+def test_a_portal_request_is_exported_called_back_and_downloaded(
+    demo: Demo, location: Location, api_keys: Path, portal: TestPortal, tmp_path: Path
+) -> None:
+    api = make_api(
+        tmp_path / "api-tmp",
+        api_keys,
+        clock=Clock(datetime.now(UTC).replace(microsecond=0)),
+        store_url=str(location.home / "requests.sqlite"),
+        exports=location.exports,
+    )
+    try:
+        portal.certificate = api.certificate()
+        portal.start()
+        subject = edge(demo, "shared_org_member")
+        email = subject["emails"][0]
+        body = request_body(
+            subject_identities=[
+                {"identity_type": "email", "identity_value": email, "identity_format": "raw"}
+            ],
+            submitted_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            status_callback_urls=[portal.url],
+        )
+        srid = body["subject_request_id"]
+        assert api.submit(body).status_code == 201
+        assert api.status(srid).json()["request_status"] == "pending"
+
+        tick = location.sensor_tick()  # Dagster picks the request up from the shared store
+        (run,) = tick.run_requests
+        result = location.run_export(run.partition_key)
+        assert result.success
+        location.report(result)
+
+        for _ in range(3):  # enqueue the status changes, then deliver them
+            api.services.outbox.run_once()
+        assert portal.statuses()[-1] == "completed"
+        assert all(r.verified for r in portal.received)  # signed with the discovery cert
+        status = api.status(srid).json()
+        assert status["request_status"] == "completed" and status["results_count"] > 0
+        download = api.client.get(httpx.URL(status["results_url"]).path)
+        assert download.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(download.content)) as z:
+            people = json.loads(z.read("data/personal.json"))
+            text = b"".join(z.read(n) for n in z.namelist() if n.startswith("data/"))
+        assert [p["email"] for p in people] == [email]
+        others = {e for name in ("multi_account", "heavy_user") for e in edge(demo, name)["emails"]}
+        assert not [e for e in others if e.encode() in text]
+    finally:
+        api.client.close()
+        api.services.close()
