@@ -15,6 +15,7 @@ refuses to build an archive while a system is missing or any record broke its sc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -88,9 +89,13 @@ class ExportSteps:
 
     # -- collecting ------------------------------------------------------------------
 
+    @functools.cached_property
+    def _needs(self) -> dict[str, list[str]]:
+        return system_dependencies(self.dm)
+
     def systems(self) -> dict[str, list[str]]:
         """System -> the systems it needs collected first (data map order)."""
-        return system_dependencies(self.dm)
+        return self._needs
 
     def collect(
         self, system: str, connectors: Mapping[str, Connector] | None = None

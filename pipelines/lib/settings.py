@@ -14,6 +14,7 @@ daemon and the run workers agree:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,11 @@ from engine.request import ExportRequest
 from engine.steps import ExportSteps
 from exporters.delivery import LocalFolderDelivery
 from request_store import RequestStore
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded_datamap(path: str, mtime_ns: int) -> DataMap:
+    return load_datamap(Path(path))
 
 
 def _env(name: str, default: str) -> str:
@@ -57,7 +63,12 @@ class PortabilityResource(dg.ConfigurableResource):
         return LocalFolderDelivery(Path(self.exports or _env("PORTABILITY_EXPORTS", "var/exports")))
 
     def load_datamap(self) -> DataMap:
-        return load_datamap(Path(self.datamap or _env("PORTABILITY_DATAMAP", str(DEFAULT_DATAMAP))))
+        """The data map, parsed and checked once per version of the file (every asset of
+        a run asks for it; a load costs about 50 ms)."""
+        path = Path(self.datamap or _env("PORTABILITY_DATAMAP", str(DEFAULT_DATAMAP))).resolve()
+        if not path.is_file():
+            return load_datamap(path)  # its own error names the missing file
+        return _loaded_datamap(str(path), path.stat().st_mtime_ns)
 
     def source_env(self) -> Mapping[str, str]:
         """The process environment, plus the env file's variables when one is set."""
