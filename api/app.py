@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from api import downloads, errors, keys, models, routes, tables
 from api.auth import Portals
 from api.downloads import ResultLinks
+from api.launcher import DagsterLauncher, LaunchWorker
 from api.limits import BodyLimitMiddleware, RateLimiter
 from api.outbox import Outbox, OutboxWorker
 from api.settings import API_VERSION, Settings
@@ -44,6 +45,7 @@ class Services:
     links: ResultLinks
     view: StatusView
     outbox: Outbox
+    launches: LaunchWorker | None = None  # direct launch of runs (PORTABILITY_DAGSTER_URL)
 
     def close(self) -> None:
         """Release the database connections and the callback client."""
@@ -144,16 +146,23 @@ def create_app(
         view=view,
         outbox=Outbox(store, settings, signer, view, clock, callback_transport),
     )
+    if settings.dagster_url:
+        launcher = DagsterLauncher(settings.dagster_url, location=settings.dagster_location)
+        services.launches = LaunchWorker(launcher, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = OutboxWorker(services.outbox, settings.callback_poll_s)
         if settings.callbacks:
             worker.start()
+        if services.launches:
+            services.launches.start()
         try:
             yield
         finally:
             worker.stop()
+            if services.launches:
+                services.launches.stop()
 
     app = OpenDSRApp(
         title="Infuze Cloud data portability: OpenDSR 2.0 processor API",

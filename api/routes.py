@@ -132,6 +132,8 @@ def submit(
     if not created and req.request_digest and not hmac.compare_digest(req.request_digest, digest):
         message = "subject_request_id was already used with a different request body"
         raise ApiError(409, message, [Detail("request", "conflict", message)])
+    if created and services.launches:
+        services.launches.submit(req.request_id, req.received_at)
     body = m.RequestCreated(
         controller_id=portal,
         expected_completion_time=rfc3339(req.due),

@@ -19,6 +19,10 @@ Environment variables (all optional; see docs/api.md):
 ``PORTABILITY_API_MAX_BODY``        request body limit in bytes (65536)
 ``PORTABILITY_API_MAX_IDENTITIES``  identities per request (10)
 ``PORTABILITY_API_RATE`` / ``_BURST``  per-portal token bucket: requests per second, burst
+``PORTABILITY_DAGSTER_URL``         the Dagster webserver (``http://127.0.0.1:3000``): a new
+                                    request's run is launched at once (api/launcher.py);
+                                    unset, the sensor launches it within about 10 s
+``PORTABILITY_DAGSTER_LOCATION``    the code location there (``pipelines.definitions``)
 ``PORTABILITY_API_CALLBACKS``       ``0`` to run no callback worker in this process (1)
 ``PORTABILITY_API_CALLBACK_POLL``   seconds between outbox rounds (1.0)
 ``PORTABILITY_API_CALLBACK_TIMEOUT``  seconds per callback POST (10)
@@ -59,6 +63,8 @@ class Settings:
     max_identities: int = 10
     rate_per_s: float = 20.0
     burst: int = 60
+    dagster_url: str = ""  # "" = no direct launch (the sensor launches runs)
+    dagster_location: str = "pipelines.definitions"
     callbacks: bool = True  # run the callback worker thread with the app
     callback_poll_s: float = 1.0
     callback_timeout_s: float = 10.0
@@ -129,6 +135,8 @@ class Settings:
             max_identities=number("PORTABILITY_API_MAX_IDENTITIES", int, d.max_identities),
             rate_per_s=number("PORTABILITY_API_RATE", float, d.rate_per_s),
             burst=number("PORTABILITY_API_BURST", int, d.burst),
+            dagster_url=get("PORTABILITY_DAGSTER_URL") or "",
+            dagster_location=get("PORTABILITY_DAGSTER_LOCATION") or d.dagster_location,
             callbacks=(get("PORTABILITY_API_CALLBACKS") or "1") not in ("0", "false", "no"),
             callback_poll_s=number("PORTABILITY_API_CALLBACK_POLL", float, d.callback_poll_s),
             callback_timeout_s=number(

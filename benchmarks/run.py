@@ -11,18 +11,21 @@ import os
 import platform
 from datetime import UTC, datetime
 
-from benchmarks import bench_latency, bench_memory, bench_validate
+from benchmarks import bench_api, bench_latency, bench_memory, bench_validate
 from benchmarks.common import ROOT
 
 GOALS = {
     "single-subject export latency": "p50 <= 50 ms",
     "validation": ">= 500,000 records/s",
     "peak memory, 1 GB of customer files": "<= 300 MB",
+    "POST /requests to completed callback": "<= 5 s",
+    "POST /requests accepted per second": "",
 }
 
 
 def main() -> None:
     figures = [bench_validate.main(), bench_latency.main(), bench_memory.main()]
+    figures += bench_api.main([])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",

@@ -6,7 +6,8 @@
 3. writes ``var/demo/serve.env`` (the world's ``world.env`` plus ``PAYMENTS_API_URL``,
    mode 0600: it holds the API token) for ``PORTABILITY_ENV_FILE``;
 4. starts the rights-portal API (``python -m api``, port 8000) on the same request store,
-   registering a portal ``demo`` on first start and printing its token once;
+   registering a portal ``demo`` on first start and printing its token once; it launches
+   each new request's run through the webserver (``PORTABILITY_DAGSTER_URL``);
 5. runs ``dagster dev -m pipelines.definitions`` (webserver and daemon) with
    ``DAGSTER_HOME=dagster_home``, until Ctrl-C; then stops the API and the stand-in.
 
@@ -40,9 +41,10 @@ def build_world(world: Path) -> None:
 
 
 @contextmanager
-def api(home: Path, host: str, port: int) -> Iterator[str]:
-    """The OpenDSR API on the request store in ``home``, for the block; its discovery URL."""
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+def api(home: Path, host: str, port: int, dagster_url: str) -> Iterator[str]:
+    """The OpenDSR API on the request store in ``home``, for the block; its discovery URL.
+    It launches each new request's run through the Dagster webserver at ``dagster_url``."""
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PORTABILITY_DAGSTER_URL": dagster_url}
     portals = subprocess.run(
         [sys.executable, "-m", "api", "list-portals"], env=env, cwd=ROOT, check=True,
         capture_output=True, text=True,
@@ -74,8 +76,14 @@ def write_serve_env(world: Path, payments_url: str, path: Path) -> Path:
 
 
 def run_dagster(home: Path, env_file: Path, host: str, port: int) -> int:
-    """``dagster dev`` in the foreground; its exit code once it has shut down."""
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PORTABILITY_ENV_FILE": str(env_file)}
+    """``dagster dev`` in the foreground; its exit code once it has shut down. Its sensor
+    leaves portal requests to the API's direct launch (``PORTABILITY_DAGSTER_URL``)."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PORTABILITY_ENV_FILE": str(env_file),
+        "PORTABILITY_DAGSTER_URL": f"http://{host}:{port}",
+    }
     cmd = [str(BIN / "dagster"), "dev", "-m", "pipelines.definitions"]
     proc = subprocess.Popen([*cmd, "-p", str(port), "-h", host], env=env, cwd=ROOT)
     # Ctrl-C reaches dagster dev directly (same process group): wait for its shutdown.
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     token = read_env(world / "world.env")["PAYMENTS_API_TOKEN"]
     with (
         payments_process(world / "payments.sqlite", token) as url,
-        api(home, args.host, args.api_port) as discovery,
+        api(home, args.host, args.api_port, f"http://{args.host}:{args.port}") as discovery,
     ):
         env_file = write_serve_env(world, url, world.parent / "serve.env")
         print(f"payment provider stand-in at {url}; settings in {env_file}", flush=True)

@@ -144,6 +144,55 @@ def test_requests_become_partitions_runs_and_completed_exports(
         assert meta["records"].value == req.result_count and "legal deadline" in meta
 
 
+def test_the_delivery_completes_the_request_and_the_run_sensor_catches_a_missed_one(
+    demo: Demo, location: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = edge(demo, "multi_account")["emails"][0]
+    first, second = submit(location, email), submit(location, email)
+    location.sensor_tick()
+    result = location.run_export(first)  # no run-status sensor yet: the asset completed it
+    assert result.success and location.store.get(first).state == State.COMPLETED
+    # a run that stopped between delivering and completing: the run-status sensor completes it
+    with monkeypatch.context() as patched:
+        patched.setattr(RequestStore, "complete", lambda *a, **k: None)
+        missed = location.run_export(second)
+    assert missed.success and location.store.get(second).state == State.RUNNING
+    location.report(missed)
+    done = location.store.get(second)
+    assert done.state == State.COMPLETED and Path(done.result_location or "").is_file()
+
+
+def test_with_direct_launch_the_sensor_leaves_fresh_portal_requests_to_the_api(
+    demo: Demo, location: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTABILITY_DAGSTER_URL", "http://127.0.0.1:3000")
+    email = edge(demo, "multi_account")["emails"][0]
+    minute_ago = RequestStore.open(
+        PortabilityResource().store_url(), clock=lambda: datetime.now(UTC) - timedelta(minutes=1)
+    )
+    with minute_ago:  # portal requests past the grace: one the API launched, one it did not
+        launched = submit(Location(**{**location.__dict__, "store": minute_ago}), email)
+        missed = submit(Location(**{**location.__dict__, "store": minute_ago}), email)
+    job = location.defs.resolve_job_def("export_request")
+    location.instance.add_run(
+        dg.DagsterRun(job_name=job.name, tags={"dagster/partition": launched})  # queued by the API
+    )
+    dpo, fresh, later = (
+        submit(location, email, "dpo"),
+        submit(location, email),
+        submit(location, email, "dpo"),
+    )
+    tick = location.sensor_tick()
+    assert [r.partition_key for r in tick.run_requests] == [missed, dpo]
+    # the fresh portal request is the API's to launch for now, and so is all after it
+    assert location.sensor_tick(tick.cursor).run_requests == []
+    monkeypatch.delenv("PORTABILITY_DAGSTER_URL")  # no direct launch: no grace
+    assert [r.partition_key for r in location.sensor_tick(tick.cursor).run_requests] == [
+        fresh,
+        later,
+    ]
+
+
 def test_a_failed_source_fails_the_request_and_a_rerun_completes_it(
     demo: Demo, location: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,9 @@ daemon and the run workers agree:
 ``PORTABILITY_DATAMAP``        the data map (default ``config/datamap.yaml``)
 ``PORTABILITY_ENV_FILE``       ``NAME=value`` lines for the data map's variables (optional;
                                ``make serve`` points it at the demo world's settings)
+``PORTABILITY_DAGSTER_URL``    set when the rights-portal API launches portal requests'
+                               runs itself (api/launcher.py): the sensor then leaves those
+                               requests to it for ``LAUNCH_GRACE_S`` seconds
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from api.launcher import LAUNCH_GRACE_S
 from engine.datamap import DEFAULT_DATAMAP, DataMap, load_datamap
 from engine.envfile import read_env
 from engine.request import ExportRequest
@@ -74,6 +78,10 @@ class PortabilityResource(dg.ConfigurableResource):
         """The process environment, plus the env file's variables when one is set."""
         path = self.env_file or os.environ.get("PORTABILITY_ENV_FILE", "")
         return {**os.environ, **read_env(Path(path))} if path else dict(os.environ)
+
+    def launch_grace_s(self) -> float:
+        """Seconds a portal's new request is left to the API's direct launch (0: none)."""
+        return LAUNCH_GRACE_S if os.environ.get("PORTABILITY_DAGSTER_URL") else 0.0
 
     def steps(self, request: ExportRequest) -> ExportSteps:
         return ExportSteps(request, self.load_datamap(), self.staging_root(), env=self.source_env())

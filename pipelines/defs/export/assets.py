@@ -3,7 +3,8 @@
 ``collected/<system>``   one per source system, after the systems whose keys it needs
 ``normalized/<dataset>`` one per category, with a blocking schema check
 ``archive``              the ZIP, packed in the request's private staging area
-``delivery``             the archive handed over; the staging area removed
+``delivery``             the archive handed over, the staging area removed, and the
+                         request completed in the store
 
 Every asset is partitioned by request id and returns only metadata (counts, sizes,
 hashes, locations): the records themselves stay in the staging area, so nothing
@@ -165,7 +166,8 @@ def _delivery_asset() -> dg.AssetsDefinition:
         deps=[ARCHIVE],
         group_name="export",
         kinds={"folder"},
-        description="The archive delivered (owner-only) and the staging area removed.",
+        description="The archive delivered (owner-only), the staging area removed, the "
+        "request completed.",
     )
     def delivery(
         context: dg.AssetExecutionContext, portability: PortabilityResource
@@ -175,6 +177,11 @@ def _delivery_asset() -> dg.AssetsDefinition:
             steps = _request(portability, store, rid)
             records = sum(steps.extraction().records.values())
             delivered = steps.deliver(portability.delivery())
+            if store.get(rid).state == State.RUNNING:  # completed now, not at the next tick
+                store.complete(
+                    rid, location=delivered.location, sha256=delivered.sha256, count=records,
+                    actor="dagster",
+                )  # fmt: skip
             deadline = store.get(rid).due
         return dg.MaterializeResult(
             metadata={
