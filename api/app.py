@@ -27,6 +27,7 @@ from api.outbox import Outbox, OutboxWorker
 from api.settings import API_VERSION, Settings
 from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER, Signer, SigningMiddleware
 from api.status import StatusView
+from exporters.s3_delivery import S3Delivery
 from request_store import RequestStore
 
 Clock = Callable[[], datetime]
@@ -46,6 +47,7 @@ class Services:
     view: StatusView
     outbox: Outbox
     launches: LaunchWorker | None = None  # direct launch of runs (PORTABILITY_DAGSTER_URL)
+    s3: S3Delivery | None = None  # archives delivered to S3 (PORTABILITY_EXPORTS=s3://...)
 
     def close(self) -> None:
         """Release the database connections and the callback client."""
@@ -146,6 +148,8 @@ def create_app(
         view=view,
         outbox=Outbox(store, settings, signer, view, clock, callback_transport),
     )
+    if settings.delivery_url:
+        services.s3 = S3Delivery.from_url(settings.delivery_url)
     if settings.dagster_url:
         launcher = DagsterLauncher(settings.dagster_url, location=settings.dagster_location)
         services.launches = LaunchWorker(launcher, clock)

@@ -9,6 +9,11 @@ always get a fresh one while the request is completed and its archive is kept.
 
 Serving checks the MAC (constant time), the expiry, that the request is completed,
 and that its archive is a file inside the delivery folder; then it streams the file.
+An archive delivered to S3 (``PORTABILITY_EXPORTS=s3://...``) is not streamed through
+the API: after the same checks, and that the object is under the configured bucket and
+prefix, the answer is a 307 redirect to a presigned GET URL valid a few minutes
+(``PORTABILITY_API_REDIRECT_TTL``, 300 s), so the API's link stays the one that expires,
+can be revoked, and is logged.
 A forged, altered or expired link gets 403 and an unknown archive 404, with the same
 wording whatever the cause. The response is signed like every other one, from the
 archive's SHA-256 recorded at delivery (so nothing is read twice): a client verifies
@@ -24,9 +29,10 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api.errors import ApiError, Detail
 from api.models import error_doc
@@ -102,11 +108,15 @@ _GONE = "these results are not available"
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
             "description": "the archive, streamed",
         },
+        307: {
+            "description": "the archive is in S3: a presigned GET URL valid a few minutes",
+            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+        },
         403: error_doc(_REFUSED),
         404: error_doc(_GONE),
     },
 )
-def download(token: str, request: Request) -> FileResponse:
+def download(token: str, request: Request) -> Response:
     services = request.app.state.services
     request_id = services.links.check(token)
     if request_id is None:
@@ -115,9 +125,9 @@ def download(token: str, request: Request) -> FileResponse:
         req = services.store.get(request_id)
     except RequestNotFound:
         req = None
-    path = None
+    path: Path | str | None = None
     if req is not None and req.state == State.COMPLETED and req.result_location:
-        path = archive_path(req.result_location, services.settings.exports)
+        path = _locate(req.result_location, services)
     if req is None or path is None or not req.result_sha256:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
     digest = bytes.fromhex(req.result_sha256)
@@ -127,5 +137,21 @@ def download(token: str, request: Request) -> FileResponse:
         "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
         "Cache-Control": "no-store",
     }
+    if isinstance(path, str):  # an S3 object: a short-lived presigned URL
+        url = services.s3.presigned_url(path, services.settings.redirect_ttl_s)
+        return RedirectResponse(url, status_code=307, headers=headers)
     name = f"{req.external_id or req.request_id}.zip"
     return FileResponse(path, media_type="application/zip", filename=name, headers=headers)
+
+
+def _locate(location: str, services: Any) -> Path | str | None:
+    """The archive's local path, or its ``s3://`` location when it is under the
+    configured bucket and prefix; None when it is neither."""
+    if not location.startswith("s3://"):
+        return archive_path(location, services.settings.exports)
+    s3 = services.s3
+    if s3 is None:
+        return None
+    root = f"s3://{s3.bucket}/{s3.prefix + '/' if s3.prefix else ''}"
+    name = location[len(root) :]
+    return location if location.startswith(root) and name and "/" not in name else None

@@ -5,7 +5,10 @@ Environment variables (all optional; see docs/api.md):
 ``PORTABILITY_REQUEST_STORE``       the request store, shared with Dagster (default
                                     ``$DAGSTER_HOME/requests.sqlite``, else
                                     ``dagster_home/requests.sqlite``)
-``PORTABILITY_EXPORTS``             the delivery folder results are served from (``var/exports``)
+``PORTABILITY_EXPORTS``             where archives are delivered: the folder results are
+                                    streamed from (``var/exports``), or an ``s3://`` URL
+                                    (results links then redirect to a presigned URL)
+``PORTABILITY_API_REDIRECT_TTL``    seconds such a presigned URL is valid (300)
 ``PORTABILITY_API_STATE``           the API's own state: key, certificate, HMAC secret
                                     (``var/api``; created 0700, secrets 0600)
 ``PORTABILITY_API_HOST`` / ``_PORT``  where ``python -m api`` listens (127.0.0.1, 8000)
@@ -51,6 +54,8 @@ class SettingsError(ValueError):
 class Settings:
     store_url: str = "dagster_home/requests.sqlite"
     exports: Path = Path("var/exports")
+    delivery_url: str = ""  # s3://bucket/prefix?... when archives are delivered to S3
+    redirect_ttl_s: int = 300
     state_dir: Path = Path("var/api")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -75,7 +80,7 @@ class Settings:
     def __post_init__(self) -> None:
         if (self.key_file is None) != (self.cert_file is None):
             raise SettingsError("PORTABILITY_API_KEY_FILE and _CERT_FILE go together")
-        for name in ("link_ttl_s", "max_body", "max_identities", "burst"):
+        for name in ("link_ttl_s", "max_body", "max_identities", "burst", "redirect_ttl_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         if self.rate_per_s <= 0:
@@ -118,11 +123,14 @@ class Settings:
                 raise SettingsError(f"{name} must be a number") from None
 
         home = get("DAGSTER_HOME") or "dagster_home"
+        exports = get("PORTABILITY_EXPORTS") or "var/exports"
         key, cert = get("PORTABILITY_API_KEY_FILE"), get("PORTABILITY_API_CERT_FILE")
         d = cls()
         values: dict[str, object] = dict(
             store_url=get("PORTABILITY_REQUEST_STORE") or str(Path(home) / "requests.sqlite"),
-            exports=Path(get("PORTABILITY_EXPORTS") or "var/exports"),
+            exports=Path(d.exports if exports.startswith("s3://") else exports),
+            delivery_url=exports if exports.startswith("s3://") else "",
+            redirect_ttl_s=number("PORTABILITY_API_REDIRECT_TTL", int, d.redirect_ttl_s),
             state_dir=Path(get("PORTABILITY_API_STATE") or "var/api"),
             host=get("PORTABILITY_API_HOST") or d.host,
             port=number("PORTABILITY_API_PORT", int, d.port),

@@ -1,4 +1,7 @@
-"""Delivery: handing a finished archive over. Local folder now; S3 behind the same interface.
+"""Delivery: handing a finished archive over, to a local folder or to S3.
+
+``open_delivery(target)`` picks the kind: a folder path, or an ``s3://bucket/prefix?...``
+URL (exporters/s3_delivery.py: endpoint, encryption and part size in the query).
 
 A delivery is all or nothing: the archive appears under its final name only once it is
 complete (written to a hidden temporary name, flushed, then renamed).
@@ -60,3 +63,13 @@ class LocalFolderDelivery:
             tmp.unlink(missing_ok=True)
             raise
         return Delivered(str(final), final.stat().st_size, file_sha256(final))
+
+
+def open_delivery(target: str | Path) -> Delivery:
+    """Where archives go: ``s3://bucket/prefix?endpoint_url=...`` or a local folder."""
+    text = str(target)
+    if text.startswith("s3://"):
+        from exporters.s3_delivery import S3Delivery  # boto3 only when S3 is used
+
+        return S3Delivery.from_url(text)
+    return LocalFolderDelivery(Path(text))

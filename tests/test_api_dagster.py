@@ -3,14 +3,18 @@ signed completed callback, and the download holding the subject's data only."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import httpx
+import pytest
 
+from request_store import State
 from tests import api_fixtures
 from tests.api_fixtures import TestPortal, make_api, request_body
 from tests.clock import Clock
@@ -67,6 +71,66 @@ def test_a_portal_request_is_exported_called_back_and_downloaded(
         assert [p["email"] for p in people] == [email]
         others = {e for name in ("multi_account", "heavy_user") for e in edge(demo, name)["emails"]}
         assert not [e for e in others if e.encode() in text]
+    finally:
+        api.client.close()
+        api.services.close()
+
+
+def test_an_export_delivered_to_s3_is_downloaded_through_a_presigned_redirect(
+    demo: Demo,
+    location: Location,
+    api_keys: Path,
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = f"s3://{s3_bucket}/exports?endpoint_url={moto_endpoint}"
+    monkeypatch.setenv("PORTABILITY_EXPORTS", target)  # the code location delivers to S3
+    api = make_api(
+        tmp_path / "api-tmp",
+        api_keys,
+        store_url=str(location.home / "requests.sqlite"),
+        delivery_url=target,
+    )
+    try:
+        email = edge(demo, "multi_account")["emails"][0]
+        identity = {"identity_type": "email", "identity_value": email, "identity_format": "raw"}
+        body = request_body(subject_identities=[identity])
+        assert api.submit(body).status_code == 201
+        (run,) = location.sensor_tick().run_requests
+        assert location.run_export(run.partition_key).success
+        req = location.store.get(run.partition_key)
+        assert req.state == State.COMPLETED
+        assert req.result_location == f"s3://{s3_bucket}/exports/{req.request_id}.zip"
+        s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+        key = f"exports/{req.request_id}.zip"
+        assert s3.head_object(Bucket=s3_bucket, Key=key)["ServerSideEncryption"] == "AES256"
+        tags = {
+            t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=s3_bucket, Key=key)["TagSet"]
+        }
+        assert tags["request-id"] == req.request_id and email not in str(tags)
+        assert not (location.staging / req.request_id).exists()
+
+        results = api.status(body["subject_request_id"]).json()["results_url"]
+        redirect = api.client.get(httpx.URL(results).path, follow_redirects=False)
+        assert redirect.status_code == 307
+        presigned = redirect.headers["location"]
+        assert presigned.startswith(f"{moto_endpoint}/{s3_bucket}/{key}?")
+        assert "X-Amz-Expires=300" in presigned  # a few minutes: the API's link is the one kept
+        archive = httpx.get(presigned)  # a plain HTTP client, as a portal would
+        assert archive.status_code == 200
+        assert hashlib.sha256(archive.content).hexdigest() == req.result_sha256
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+            people = json.loads(z.read("data/personal.json"))
+        assert [p["email"] for p in people] == [email]
+        # an object outside the configured bucket and prefix is never handed out
+        with location.store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE requests SET result_location = ? WHERE request_id = ?",
+                (f"s3://{s3_bucket}/elsewhere/{req.request_id}.zip", req.request_id),
+            )
+        assert api.client.get(httpx.URL(results).path).status_code == 404
     finally:
         api.client.close()
         api.services.close()

@@ -6,7 +6,8 @@ daemon and the run workers agree:
 ``PORTABILITY_REQUEST_STORE``  request store: a SQLite path or a database URL
                                (default ``$DAGSTER_HOME/requests.sqlite``)
 ``PORTABILITY_STAGING``        private per-request staging areas (default ``var/staging``)
-``PORTABILITY_EXPORTS``        where archives are delivered (default ``var/exports``)
+``PORTABILITY_EXPORTS``        where archives are delivered: a folder (default ``var/exports``)
+                               or ``s3://bucket/prefix?endpoint_url=...&sse=...``
 ``PORTABILITY_DATAMAP``        the data map (default ``config/datamap.yaml``)
 ``PORTABILITY_ENV_FILE``       ``NAME=value`` lines for the data map's variables (optional;
                                ``make serve`` points it at the demo world's settings)
@@ -29,7 +30,7 @@ from engine.datamap import DEFAULT_DATAMAP, DataMap, load_datamap
 from engine.envfile import read_env
 from engine.request import ExportRequest
 from engine.steps import ExportSteps
-from exporters.delivery import LocalFolderDelivery
+from exporters.delivery import Delivery, open_delivery
 from request_store import RequestStore
 
 
@@ -63,8 +64,8 @@ class PortabilityResource(dg.ConfigurableResource):
     def staging_root(self) -> Path:
         return Path(self.staging or _env("PORTABILITY_STAGING", "var/staging")).resolve()
 
-    def delivery(self) -> LocalFolderDelivery:
-        return LocalFolderDelivery(Path(self.exports or _env("PORTABILITY_EXPORTS", "var/exports")))
+    def delivery(self) -> Delivery:
+        return open_delivery(self.exports or _env("PORTABILITY_EXPORTS", "var/exports"))
 
     def load_datamap(self) -> DataMap:
         """The data map, parsed and checked once per version of the file (every asset of
