@@ -17,8 +17,9 @@ import json
 import shutil
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -200,6 +201,22 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory, api_keys: Path) -> Iter
 # ---------------------------------------------------------------------------------
 # A rights portal receiving callbacks
 # ---------------------------------------------------------------------------------
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float = 20.0,
+    what: str = "condition",
+    log: Path | None = None,
+) -> None:
+    """Poll ``check`` until true; fail after ``timeout`` s, with the log's tail if given."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log else ""
+    raise AssertionError(f"timed out waiting for {what}" + (f":\n{tail}" if tail else ""))
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ count a subject's records straight from those servers, without the engine.
 from __future__ import annotations
 
 import io
+import os
 import socket
 import sqlite3
 from contextlib import closing
@@ -26,6 +27,19 @@ from engine.connectors.parquet import bucket_folder, bucket_of
 
 REGION = "us-east-1"
 LAKE_BUCKETS = 64  # the data map's bucketing of the event lake
+
+
+# Fake credentials for the moto S3 server: nothing reaches AWS or reads the user's config.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
 
 
 def s3_root(bucket: str, prefix: str, endpoint: str) -> str:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.backend_fixtures import AWS_ENV
+
 pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, exporter
 pytest_plugins += ["tests.dagster_fixtures"]  # dagster_ui: the webserver on an exported request
 
@@ -118,25 +120,14 @@ def sql_url(request: pytest.FixtureRequest) -> str:
 # moto S3 server fixtures (object store and Parquet connectors)
 # ---------------------------------------------------------------------------
 
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-}
-
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a moto S3 server running for the whole session."""
     from moto.server import ThreadedMotoServer
 
-    saved = {k: os.environ.get(k) for k in _AWS_ENV}
-    os.environ.update(_AWS_ENV)
+    saved = {k: os.environ.get(k) for k in AWS_ENV}
+    os.environ.update(AWS_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

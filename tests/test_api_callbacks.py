@@ -39,6 +39,7 @@ from tests.api_fixtures import (
     request_body,
     restart,
     sha256_hex,
+    wait_until,
 )
 
 # the fixtures
@@ -289,15 +290,6 @@ def test_the_worker_thread_delivers_while_the_app_runs(
 # -- the real service, killed and restarted -------------------------------------------
 
 
-def _wait(check, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def service(tmp_path: Path, api_keys: Path) -> Iterator[dict]:
     """``python -m api`` as a real process: start(), kill() (SIGKILL)."""
@@ -330,7 +322,7 @@ def service(tmp_path: Path, api_keys: Path) -> Iterator[dict]:
             except httpx.TransportError:
                 return False
 
-        _wait(up, what="the API to listen")
+        wait_until(up, what="the API to listen")
 
     def kill() -> None:
         proc = procs[-1]
@@ -379,11 +371,11 @@ def test_a_killed_service_delivers_its_pending_callbacks_once_after_a_restart(
             attempts = conn.exec_driver_sql("SELECT max(attempts) FROM api_outbox").scalar()
             return (attempts or 0) >= 2
 
-    _wait(attempted, what="failed attempts")
+    wait_until(attempted, what="failed attempts")
     service["kill"]()
     portal.start()
     service["start"]()
-    _wait(lambda: len(portal.received) >= 2, what="the callbacks")
+    wait_until(lambda: len(portal.received) >= 2, what="the callbacks")
     time.sleep(1.0)  # several more rounds: nothing more may arrive
     assert portal.statuses() == ["in_progress", "completed"]
     assert all(r.verified for r in portal.received)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from api.launcher import LAUNCH_GRACE_S, LAUNCH_WINDOW_S, LaunchWorker
 from api.tables import create as create_api_tables
 from request_store import RequestStore
 from tests import api_fixtures
-from tests.api_fixtures import PREFIX, TestPortal, copy_keys, request_body
+from tests.api_fixtures import PREFIX, TestPortal, copy_keys, request_body, wait_until
 from tests.dagster_fixtures import (
     BIN,
     ROOT,
@@ -43,15 +43,6 @@ from tests.world_fixtures import Demo, edge
 
 api_keys, portal = api_fixtures.api_keys, api_fixtures.portal
 __all__ = ["api_keys", "portal"]
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n{tail(log)}")
 
 
 @pytest.fixture
@@ -122,7 +113,7 @@ def test_requests_launch_at_once_and_survive_the_api_killed_mid_request(
             except httpx.TransportError:
                 return False
 
-        wait_for(up, 30, "the API", log)
+        wait_until(up, 30, "the API", log)
         return proc
 
     emails = {s: edge(demo, s)["emails"][0] for s in ("multi_account", "shared_org_member")}
@@ -145,7 +136,7 @@ def test_requests_launch_at_once_and_survive_the_api_killed_mid_request(
         ).content
         portal.start()
         orphan = post("multi_account")
-        wait_for(lambda: "left to the sensor" in log.read_text(), 10, "the failed launch", log)
+        wait_until(lambda: "left to the sensor" in log.read_text(), 10, "the failed launch", log)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         # restarted: the next request is launched at once, the orphan by the sensor
@@ -157,7 +148,7 @@ def test_requests_launch_at_once_and_survive_the_api_killed_mid_request(
                     if r.json["request_status"] == "completed"]  # fmt: skip
             return sorted(done) == sorted([orphan, direct])
 
-        wait_for(completed, 180, "both completed callbacks", dagster_log)
+        wait_until(completed, 180, "both completed callbacks", dagster_log)
         time.sleep(1.0)  # a few more outbox rounds: nothing may arrive twice
         by_request: dict[str, list[str]] = {}
         for r in portal.received:

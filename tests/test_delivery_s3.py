@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from exporters.delivery import file_sha256
 from exporters.s3_delivery import DEFAULT_PART_SIZE, MIN_PART_SIZE, S3Delivery, S3DeliveryError
+from tests.backend_fixtures import AWS_ENV
 from tests.clock import Clock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,16 +39,6 @@ REQUEST_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 NAME = f"{REQUEST_ID}.zip"
 MARKER = b"PERSONAL-DATA-jane.doe@example.org"
 NOW = datetime(2030, 1, 31, 23, 30, tzinfo=UTC)  # + 30 days = 2030-03-02
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-}
 
 
 def make_archive(path: Path, size: int) -> Path:
@@ -290,7 +281,7 @@ def test_failure_mid_upload_aborts_then_retry_succeeds(
 
 
 def child_env(endpoint: str) -> dict[str, str]:
-    return {**os.environ, **FAKE_AWS, "PYTHONPATH": str(REPO), "MOTO_ENDPOINT": endpoint}
+    return {**os.environ, **AWS_ENV, "PYTHONPATH": str(REPO), "MOTO_ENDPOINT": endpoint}
 
 
 def test_killed_mid_upload_leaves_nothing_and_retry_completes(
