@@ -28,7 +28,7 @@ from api.settings import API_VERSION, Settings
 from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER, Signer, SigningMiddleware
 from api.status import StatusView
 from exporters.s3_delivery import S3Delivery
-from request_store import RequestStore
+from request_store import CONTROLLER, Deliveries, RequestStore
 
 Clock = Callable[[], datetime]
 
@@ -67,7 +67,7 @@ class OpenDSRApp(FastAPI):
         return SigningMiddleware(limited, services.signer)
 
 
-def _openapi(app: OpenDSRApp, max_identities: int) -> Callable[[], dict[str, Any]]:
+def _openapi(app: OpenDSRApp, max_identities: int, domain: str) -> Callable[[], dict[str, Any]]:
     """The OpenAPI document: FastAPI's, plus the request body schema, the signature
     headers on every response, and without the 422 FastAPI adds (errors are 400)."""
 
@@ -82,7 +82,7 @@ def _openapi(app: OpenDSRApp, max_identities: int) -> Callable[[], dict[str, Any
             webhooks=app.webhooks.routes,
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas["SubjectRequest"] = models.subject_request_schema(max_identities)
+        schemas["SubjectRequest"] = models.subject_request_schema(max_identities, domain)
         schemas["SubjectIdentity"] = models.SUBJECT_IDENTITY_SCHEMA
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
@@ -136,7 +136,8 @@ def create_app(
     )
     signer = Signer(material.private_key, settings.processor_domain)
     links = ResultLinks(material.link_key, settings.link_ttl_s, settings.base_url, clock)
-    view = StatusView(settings.processor_domain, links)
+    deliveries = Deliveries(store)
+    view = StatusView(settings.processor_domain, links, lambda rid: deliveries.of(rid, CONTROLLER))
     services = Services(
         settings=settings,
         store=store,
@@ -185,5 +186,5 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(downloads.router)
     routes.document_callbacks(app)
-    app.openapi = _openapi(app, settings.max_identities)  # type: ignore[method-assign]
+    app.openapi = _openapi(app, settings.max_identities, settings.processor_domain)  # type: ignore[method-assign]
     return app

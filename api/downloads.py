@@ -38,9 +38,9 @@ from api.errors import ApiError, Detail
 from api.models import error_doc
 from api.settings import API_PREFIX
 from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER
-from request_store import RequestNotFound, State
+from request_store import CONTROLLER, Deliveries, RequestNotFound, State
 
-_TOKEN = re.compile(r"^([0-9a-f-]{36})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^([0-9a-f-]{36})(?:~([1-9][0-9]{0,3}))?\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
 class ResultLinks:
@@ -56,30 +56,38 @@ class ResultLinks:
             clock,
         )
 
-    def _mac(self, request_id: str, expires: int) -> str:
-        mac = hmac.new(self._key, f"results:{request_id}:{expires}".encode(), hashlib.sha256)
+    def _mac(self, request_id: str, part: int, expires: int) -> str:
+        what = (
+            f"results:{request_id}:{expires}"
+            if part == 1
+            else f"results:{request_id}~{part}:{expires}"
+        )
+        mac = hmac.new(self._key, what.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
-    def token(self, request_id: str, expires: datetime) -> str:
+    def token(self, request_id: str, expires: datetime, part: int = 1) -> str:
         stamp = int(expires.timestamp())
-        return f"{request_id}.{stamp}.{self._mac(request_id, stamp)}"
+        name = request_id if part == 1 else f"{request_id}~{part}"
+        return f"{name}.{stamp}.{self._mac(request_id, part, stamp)}"
 
-    def issue(self, request_id: str) -> tuple[str, datetime]:
-        """A fresh link to a request's results and when it expires."""
+    def issue(self, request_id: str, part: int = 1) -> tuple[str, datetime]:
+        """A fresh link to a request's results (one part of them) and when it expires."""
         expires = (self._clock() + self.ttl).replace(microsecond=0)
-        return f"{self._base}{API_PREFIX}/results/{self.token(request_id, expires)}", expires
+        token = self.token(request_id, expires, part)
+        return f"{self._base}{API_PREFIX}/results/{token}", expires
 
-    def check(self, token: str) -> str | None:
-        """The request id of a valid, unexpired link; None otherwise."""
+    def check(self, token: str) -> tuple[str, int] | None:
+        """The request id and part of a valid, unexpired link; None otherwise."""
         match = _TOKEN.fullmatch(token)
         if not match:
             return None
-        request_id, stamp, mac = match.group(1), int(match.group(2)), match.group(3)
-        if not hmac.compare_digest(mac, self._mac(request_id, stamp)):
+        request_id, part = match.group(1), int(match.group(2) or 1)
+        stamp, mac = int(match.group(3)), match.group(4)
+        if not hmac.compare_digest(mac, self._mac(request_id, part, stamp)):
             return None
         if datetime.fromtimestamp(stamp, UTC) < self._clock():
             return None
-        return request_id
+        return request_id, part
 
 
 def archive_path(location: str, exports: Path) -> Path | None:
@@ -97,6 +105,9 @@ router = APIRouter(prefix=API_PREFIX)
 
 _REFUSED = "this link is not valid or has expired"
 _GONE = "these results are not available"
+_SPENT = (
+    "these results are no longer available (expired, deleted or downloaded as often as allowed)"
+)
 
 
 @router.get(
@@ -114,34 +125,49 @@ _GONE = "these results are not available"
         },
         403: error_doc(_REFUSED),
         404: error_doc(_GONE),
+        410: error_doc(_SPENT),
     },
 )
 def download(token: str, request: Request) -> Response:
     services = request.app.state.services
-    request_id = services.links.check(token)
-    if request_id is None:
+    checked = services.links.check(token)
+    if checked is None:
         raise ApiError(403, _REFUSED, [Detail("results", "invalid_link", _REFUSED)])
+    request_id, number = checked
     try:
         req = services.store.get(request_id)
     except RequestNotFound:
         req = None
-    path: Path | str | None = None
-    if req is not None and req.state == State.COMPLETED and req.result_location:
-        path = _locate(req.result_location, services)
-    if req is None or path is None or not req.result_sha256:
+    if req is None or req.state != State.COMPLETED or not req.result_location:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
-    digest = bytes.fromhex(req.result_sha256)
+    parts = Deliveries(services.store).of(request_id, CONTROLLER)
+    if parts:  # recorded part by part: each has its hash, expiry and download count
+        part = next((p for p in parts if p.part == number), None)
+        if part is None:
+            raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+        if not Deliveries(services.store).use(part.id):
+            raise ApiError(410, _SPENT, [Detail("results", "gone", _SPENT)])
+        location, sha256, name = part.location, part.sha256, part.name
+    elif number == 1 and req.result_sha256:  # completed before deliveries were recorded
+        location, sha256, name = req.result_location, req.result_sha256, f"{request_id}.zip"
+    else:
+        raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+    path = _locate(location, services)
+    if path is None:
+        raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+    digest = bytes.fromhex(sha256)
     headers = {
         DOMAIN_HEADER: services.signer.domain,
-        SIGNATURE_HEADER: services.signer.sign_digest(req.result_sha256),
+        SIGNATURE_HEADER: services.signer.sign_digest(sha256),
         "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
         "Cache-Control": "no-store",
     }
     if isinstance(path, str):  # an S3 object: a short-lived presigned URL
         url = services.s3.presigned_url(path, services.settings.redirect_ttl_s)
         return RedirectResponse(url, status_code=307, headers=headers)
-    name = f"{req.external_id or req.request_id}.zip"
-    return FileResponse(path, media_type="application/zip", filename=name, headers=headers)
+    media = "application/age" if name.endswith(".age") else "application/zip"
+    filename = name.replace(request_id, req.external_id or request_id, 1)
+    return FileResponse(path, media_type=media, filename=filename, headers=headers)
 
 
 def _locate(location: str, services: Any) -> Path | str | None:

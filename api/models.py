@@ -65,6 +65,16 @@ class RequestCreated(_Model):
     api_version: str
 
 
+class ResultPart(_Model):
+    """One part of a split archive: each a ZIP that opens on its own."""
+
+    part: Annotated[int, Field(ge=1)]
+    name: str
+    bytes: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+    results_url: Annotated[str, Field(json_schema_extra={"format": "uri"})]
+
+
 class ProcessorExtension(_Model):
     """This processor's extension of a status (keyed by its domain in ``extensions``):
     the full status, including ``failed`` and ``denied`` that OpenDSR lacks."""
@@ -77,6 +87,12 @@ class ProcessorExtension(_Model):
     deadline_extended: bool | None = Field(None, description="Art. 12(3) extension")
     extension_reason: str | None = None
     results_expires_time: Time | None = None
+    parts: list[ResultPart] | None = Field(
+        None, description="the archive's parts, when it came in several (results_url: part 1)"
+    )
+    encrypted: Literal["age"] | None = Field(
+        None, description="the archive was encrypted to the request's keys (decrypt with age)"
+    )
 
 
 class RequestStatus(_Model):
@@ -158,8 +174,46 @@ SUBJECT_IDENTITY_SCHEMA: dict = {
 }
 
 
-def subject_request_schema(max_identities: int) -> dict:
-    """The body of ``POST /requests``. Unknown properties are ignored."""
+PUBLIC_KEY_FORMAT = "age-or-ssh-public-key"  # a key the age tools take (checksum included)
+
+
+def delivery_options_schema() -> dict:
+    """This processor's request extension: how the archive is delivered."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "max_part_bytes": {
+                "type": "integer",
+                "minimum": 65536,
+                "maximum": 10**13,
+                "description": "past this size the archive comes in parts (default 2000000000)",
+            },
+            "encrypt_to": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": {
+                    "type": "string",
+                    "format": PUBLIC_KEY_FORMAT,
+                    "minLength": 1,
+                    "maxLength": 1024,
+                },
+                "uniqueItems": True,
+                "description": "age (age1...) or SSH (ssh-ed25519, ssh-rsa) public keys: "
+                "the archive is delivered encrypted to them (<name>.zip.age). A key that "
+                "does not parse (its checksum included) is refused with 400",
+            },
+        },
+    }
+
+
+def subject_request_schema(max_identities: int, domain: str = "") -> dict:
+    """The body of ``POST /requests``. Unknown properties are ignored; under
+    ``extensions[<processor domain>]`` the delivery options are checked."""
+    extensions: dict = {"type": "object"}
+    if domain:
+        extensions["properties"] = {domain: delivery_options_schema()}
     return {
         "title": "SubjectRequest",
         "type": "object",
@@ -187,6 +241,6 @@ def subject_request_schema(max_identities: int) -> dict:
                 "items": {"type": "string", "maxLength": MAX_URL, "pattern": URL_PATTERN},
             },
             "api_version": {"type": "string", "maxLength": 32},
-            "extensions": {"type": "object"},
+            "extensions": extensions,
         },
     }

@@ -113,7 +113,9 @@ def submit(
     request: Request, portal: Portal, raw: Annotated[bytes, Depends(raw_body)]
 ) -> JSONResponse:
     services = _services(request)
-    sub = parse_submission(raw, services.settings.max_identities)
+    sub = parse_submission(
+        raw, services.settings.max_identities, services.settings.processor_domain
+    )
     digest = sub.digest(services.keys.digest_key)
     try:
         req, created = services.store.submit(
@@ -126,6 +128,7 @@ def submit(
             submitted_at=sub.submitted_at,
             callback_urls=sub.callback_urls,
             request_digest=digest,
+            **sub.options,
         )
     except RequestError as exc:  # the engine's checks: its message names no value
         raise bad_request(str(exc)) from None

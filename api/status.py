@@ -12,7 +12,10 @@ received   pending           status pending
 running    in_progress       status in_progress
 failed     in_progress       status failed, reason_code export_failed (it may be
                              re-run within the legal deadline: not final)
-completed  completed         status completed, results_expires_time
+completed  completed         status completed, results_expires_time; ``parts``
+                             (name, bytes, sha256, results_url each) when the
+                             archive came in parts; ``encrypted: age`` when it was
+                             encrypted to the request's keys
 cancelled  cancelled         status cancelled, reason_code cancelled
 denied     cancelled         status denied, reason_code denied, reason (Art. 12(4))
 =========  ================  ===================================================
@@ -23,11 +26,12 @@ An extended deadline (Art. 12(3)) shows as the later ``expected_completion_time`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from api.downloads import ResultLinks
 from api.settings import API_VERSION
-from request_store import State, StoredRequest
+from request_store import DeliveryRow, State, StoredRequest
 
 OPENDSR_STATUS: dict[State, str] = {
     State.RECEIVED: "pending",
@@ -58,10 +62,16 @@ def rfc3339(moment: datetime) -> str:
 
 
 class StatusView:
-    """Builds status bodies; ``links`` issues the results URL of a completed request."""
+    """Builds status bodies; ``links`` issues the results URL of a completed request, and
+    ``parts_of`` lists its delivered parts (several when the archive was split)."""
 
-    def __init__(self, domain: str, links: ResultLinks) -> None:
-        self.domain, self.links = domain, links
+    def __init__(
+        self,
+        domain: str,
+        links: ResultLinks,
+        parts_of: Callable[[str], list[DeliveryRow]] = lambda _rid: [],
+    ) -> None:
+        self.domain, self.links, self.parts_of = domain, links, parts_of
 
     def body(self, req: StoredRequest, state: State | None = None) -> dict:
         """The status of ``req`` (as of ``state``, for a callback of an earlier change)."""
@@ -87,8 +97,18 @@ class StatusView:
             body["results_url"] = url
             body["results_count"] = req.result_count or 0
             ext["results_expires_time"] = rfc3339(expires)
+            parts = self.parts_of(req.request_id)
+            if len(parts) > 1:  # one link per part; results_url is the first part's
+                ext["parts"] = [self._part(req.request_id, p) for p in parts]
+            if req.encrypt_to:
+                ext["encrypted"] = "age"
         body["extensions"] = {self.domain: ext}
         return body
+
+    def _part(self, request_id: str, part: DeliveryRow) -> dict:
+        url, _ = self.links.issue(request_id, part.part)
+        return {"part": part.part, "name": part.name, "bytes": part.bytes,
+                "sha256": part.sha256, "results_url": url}  # fmt: skip
 
     def callback(self, req: StoredRequest, state: State, url: str) -> dict:
         """A status callback's body: the status body plus the URL it is sent to."""

@@ -19,6 +19,7 @@ from typing import Any
 from api import models as m
 from api.errors import ApiError, Detail
 from engine.request import Identity
+from exporters.parts import MIN_PART_BYTES
 
 # (OpenDSR identity_type, identity_format) -> the engine's identity type
 IDENTITY_TYPES: dict[tuple[str, str], str] = {
@@ -51,6 +52,7 @@ class Submission:
     identities: tuple[Identity, ...] = field(repr=False)
     callback_urls: tuple[str, ...] = field(repr=False)
     canonical: bytes = field(repr=False)  # the body as canonical JSON (for the digest)
+    options: dict[str, Any] = field(default_factory=dict)  # delivery options (extension)
 
     def digest(self, key: bytes) -> str:
         """The keyed digest kept in the store: equal bodies, equal digests; without the
@@ -226,7 +228,55 @@ def _urls(body: dict, errors: _Errors) -> tuple[str, ...]:
     return tuple(dict.fromkeys(urls))  # a URL listed twice is called once
 
 
-def parse_submission(raw: bytes, max_identities: int) -> Submission:
+OPTIONS = ("max_part_bytes", "encrypt_to")  # this processor's request extension
+MIN_PART, MAX_PART = MIN_PART_BYTES, 10**13  # a part of 64 KiB to 10 TB
+
+
+def _options(body: dict, domain: str, errors: _Errors) -> dict[str, Any]:
+    """Delivery options from ``extensions[<processor domain>]``: the maximum part size
+    and the public keys to encrypt to (their form is checked by the store)."""
+    ext = body.get("extensions")
+    if not isinstance(ext, dict) or domain not in ext:
+        return {}
+    mine = ext[domain]
+    where = f"extensions.{domain}"
+    if not isinstance(mine, dict):
+        errors.add(where, "must be an object", "invalid_type")
+        return {}
+    options: dict[str, Any] = {}
+    for key in mine:
+        if key not in OPTIONS:
+            errors.add(where, f"unknown option (known: {', '.join(OPTIONS)})", "unknown_option")
+    size = mine.get("max_part_bytes")
+    if "max_part_bytes" in mine:
+        if isinstance(size, float) and size.is_integer():
+            size = int(size)  # JSON has one number type: 5e6 is an integer too
+        if isinstance(size, int) and not isinstance(size, bool) and MIN_PART <= size <= MAX_PART:
+            options["max_part_bytes"] = size
+        else:
+            errors.add(
+                f"{where}.max_part_bytes",
+                f"must be an integer from {MIN_PART} to {MAX_PART} (bytes)",
+                "invalid_type",
+            )
+    keys = mine.get("encrypt_to")
+    if "encrypt_to" in mine:
+        if (
+            isinstance(keys, list)
+            and 0 < len(keys) <= 10
+            and all(isinstance(k, str) and 0 < len(k) <= 1024 for k in keys)
+        ):
+            options["encrypt_to"] = tuple(keys)
+        else:
+            errors.add(
+                f"{where}.encrypt_to",
+                "must be an array of 1 to 10 public keys (age1... or ssh-ed25519/ssh-rsa)",
+                "invalid_type",
+            )
+    return options
+
+
+def parse_submission(raw: bytes, max_identities: int, domain: str = "") -> Submission:
     """Check a ``POST /requests`` body; raises ApiError(400) naming every problem."""
     body = parse_json(raw)
     if not isinstance(body, dict):
@@ -273,7 +323,8 @@ def parse_submission(raw: bytes, max_identities: int) -> Submission:
         errors.add("api_version", "must be a string of at most 32 characters", "invalid_type")
     if "extensions" in body and not isinstance(body["extensions"], dict):
         errors.add("extensions", "must be an object keyed by processor domain", "invalid_type")
+    options = _options(body, domain, errors)
     errors.raise_if_any()
     assert srid is not None and kind is not None and moment is not None
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return Submission(srid, kind, moment, identities, urls, canonical.encode())
+    return Submission(srid, kind, moment, identities, urls, canonical.encode(), options)

@@ -46,8 +46,11 @@ def progress_printer(stream=sys.stderr):
 
 
 def print_result(result: ExportResult) -> None:
-    click.echo(f"archive: {result.delivered.location}")
-    click.echo(f"  {result.delivered.bytes} bytes, sha256 {result.delivered.sha256}")
+    parts = result.parts or [result.delivered]
+    for n, part in enumerate(parts, 1):
+        label = "archive" if len(parts) == 1 else f"part {n}/{len(parts)}"
+        click.echo(f"{label}: {part.location}")
+        click.echo(f"  {part.bytes} bytes, sha256 {part.sha256}")
     m = result.manifest
     click.echo(f"  {m['statement']}")
     for s in m["sources"]:
@@ -158,6 +161,18 @@ def main() -> None:
 @click.option(
     "--staging", type=click.Path(path_type=Path), default=DEFAULT_STAGING, show_default=True
 )
+@click.option(
+    "--max-part-size",
+    type=int,
+    help="bytes: a larger archive comes in parts <id>-001.zip ... (default 2000000000)",
+)
+@click.option(
+    "--encrypt-to",
+    multiple=True,
+    metavar="PUBLIC_KEY",
+    help="an age (age1...) or SSH public key; the archive is delivered encrypted to it "
+    "(<id>.zip.age; repeat for more recipients)",
+)
 def export(
     email: str | None,
     email_sha256: str | None,
@@ -172,6 +187,8 @@ def export(
     request_id: str | None,
     as_of: str | None,
     staging: Path,
+    max_part_size: int | None,
+    encrypt_to: tuple[str, ...],
 ) -> None:
     """Export one person's data by email, hashed email or customer id."""
     idents = [
@@ -197,6 +214,8 @@ def export(
             tuple(idents),
             tuple(f.strip() for f in formats.split(",")),
             when,
+            encrypt_to=encrypt_to,
+            **({"max_part_bytes": max_part_size} if max_part_size is not None else {}),
         )
     except (RequestError, ValueError) as err:
         fail(f"bad request: {err}")

@@ -6,7 +6,7 @@ The staging area is removed whatever happens.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
@@ -24,7 +24,8 @@ from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry, default_registry
 from engine.staging import MEMORY_LIMIT, Staging
 from exporters.delivery import Delivered, Delivery
-from exporters.package import DatasetInput, FileInput, pack
+from exporters.package import DatasetInput, FileInput, Packing, pack_parts
+from exporters.parts import Part
 
 DEFAULT_REGISTER = Path(__file__).resolve().parent.parent / "config" / "processing-register.yaml"
 
@@ -85,9 +86,10 @@ class ExportFailed(RuntimeError):
 @dataclass
 class ExportResult:
     request_id: str
-    delivered: Delivered
+    delivered: Delivered  # the archive, or its first part
     manifest: dict[str, Any]
     outcomes: list[SourceOutcome] = field(default_factory=list)
+    parts: list[Delivered] = field(default_factory=list)  # every file delivered, in order
 
     @property
     def records(self) -> int:
@@ -136,13 +138,12 @@ def run_export(
         if progress:
             progress("packing archive", 0, 1)
         archive = staging.path / "archive.zip"
-        _, manifest = pack_extraction(
-            request, datamap, schemas, extraction, staging, archive, register
-        )
-        delivered = delivery.deliver(archive, f"{request.request_id}.zip")
+        packing = pack_extraction(request, datamap, schemas, extraction, staging, archive, register)
+        parts = deliver_parts(request, packing.parts, delivery)
         if progress:
             progress("delivered", 1, 1)
-        return ExportResult(request.request_id, delivered, manifest, extraction.outcomes)
+        outcomes = extraction.outcomes
+        return ExportResult(request.request_id, parts[0], packing.manifest, outcomes, parts)
     finally:
         staging.cleanup()
         if own_connectors:
@@ -158,8 +159,9 @@ def pack_extraction(
     staging: Staging,
     archive: Path,
     register: dict[str, Any],
-) -> tuple[Any, dict[str, Any]]:
-    """Pack what an extraction staged into ``archive``; returns (entries, manifest)."""
+) -> Packing:
+    """Pack what an extraction staged into ``archive``, or into parts beside it when the
+    request sets a maximum part size and the archive is larger."""
     datasets = []
     for name in dm.datasets():
         if not ex.records.get(name):
@@ -179,8 +181,10 @@ def pack_extraction(
     files = [FileInput(f.archive_path, staging.path / f.archive_path, f.size) for f in ex.files]
     notices = notices_for(staging, request.as_of)
     notes = {s.name: s.source_note for s in dm.systems if s.source_note}
-    return pack(
+    return pack_parts(
         archive,
+        max_part_bytes=request.max_part_bytes,
+        part_stem=request.request_id,
         as_of=request.as_of,
         formats=request.formats,
         datasets=datasets,
@@ -190,3 +194,21 @@ def pack_extraction(
         source_notes=notes,
         package_name="personal-data-export",
     )
+
+
+def deliver_parts(
+    request: ExportRequest, parts: Sequence[Part], delivery: Delivery
+) -> list[Delivered]:
+    """Hand every part over in order, each encrypted to the request's recipients
+    (``<name>.age``) when it asks for that; the plain part never leaves the area then."""
+    if not request.encrypt_to:
+        return [delivery.deliver(p.path, p.name) for p in parts]
+    from exporters.encryption import encrypt_file, encrypted_name, parse_recipients
+
+    recipients = parse_recipients(list(request.encrypt_to))
+    out = []
+    for p in parts:
+        sealed = p.path.with_name(encrypted_name(p.path.name))
+        encrypt_file(p.path, sealed, recipients)
+        out.append(delivery.deliver(sealed, encrypted_name(p.name)))
+    return out

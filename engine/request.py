@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from exporters.parts import DEFAULT_MAX_PART_BYTES, MIN_PART_BYTES
+
 RequestType = Literal["access", "portability"]
 REQUEST_TYPES: tuple[str, ...] = ("access", "portability")
 FORMATS: tuple[str, ...] = ("json", "csv", "parquet")
@@ -35,6 +37,10 @@ class ExportRequest:
     identities: tuple[Identity, ...] = field(repr=False)
     formats: tuple[str, ...] = FORMATS
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # past this size the archive comes in parts (exporters/parts.py); None: never split
+    max_part_bytes: int | None = DEFAULT_MAX_PART_BYTES
+    # age / SSH public keys the delivered archive is encrypted to (exporters/encryption.py)
+    encrypt_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _REQUEST_ID.match(self.request_id or ""):
@@ -52,6 +58,19 @@ class ExportRequest:
             raise RequestError(f"formats must be a non-empty selection of {', '.join(FORMATS)}")
         if self.as_of.tzinfo is None:
             raise RequestError("as_of must carry a time zone")
+        if self.max_part_bytes is not None and (
+            not isinstance(self.max_part_bytes, int) or self.max_part_bytes < MIN_PART_BYTES
+        ):
+            raise RequestError(
+                f"max part size must be an integer of at least {MIN_PART_BYTES} bytes"
+            )
+        if self.encrypt_to:
+            from exporters.encryption import parse_recipients  # pyrage: only when asked
+
+            try:
+                parse_recipients(list(self.encrypt_to))
+            except (ValueError, TypeError) as err:
+                raise RequestError(f"encryption: {err}") from None
 
 
 def _check_identity(i: int, ident: Identity) -> None:

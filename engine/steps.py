@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from engine.datamap.graph import system_dependencies
 from engine.export import (
     DEFAULT_REGISTER,
     ExportFailed,
+    deliver_parts,
     load_register,
     open_connectors,
     pack_extraction,
@@ -39,7 +40,8 @@ from engine.extract import WORKERS, Extraction, Extractor, SourceOutcome, Staged
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry, default_registry
 from engine.staging import Staging
-from exporters.delivery import Delivered, Delivery, file_sha256
+from exporters.delivery import Delivered, Delivery
+from exporters.parts import Part
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,12 @@ class SystemReport:
 
 @dataclass(frozen=True)
 class Packed:
-    archive: Path
+    archive: Path  # the archive, or its first part
     sha256: str
     bytes: int
     records: int
     manifest: dict[str, Any]
+    parts: int = 1  # files to deliver (the archive split past the request's part size)
 
 
 class ExportSteps:
@@ -162,18 +165,26 @@ class ExportSteps:
         staging = self._staging()
         archive = self.area / "archive.zip"
         register = load_register(self.register_path)
-        _, manifest = pack_extraction(
+        packing = pack_extraction(
             self.request, self.dm, self.schemas, ex, staging, archive, register
         )
-        records = sum(d["records"] for d in manifest["datasets"])
-        return Packed(archive, file_sha256(archive), archive.stat().st_size, records, manifest)
+        parts = [{**asdict(p), "path": p.path.name} for p in packing.parts]
+        _write_private(self.state / "packed.json", json.dumps(parts))
+        records = sum(d["records"] for d in packing.manifest["datasets"])
+        first = packing.parts[0]
+        return Packed(first.path, first.sha256, first.bytes, records, packing.manifest, len(parts))
 
-    def deliver(self, delivery: Delivery) -> Delivered:
-        """Hand the packed archive over; the staging area is removed once it is delivered."""
-        archive = self.area / "archive.zip"
-        if not archive.exists():
+    def deliver(self, delivery: Delivery) -> list[Delivered]:
+        """Hand every packed file over (encrypted when the request asks); the staging
+        area is removed once all are delivered. A retry delivers the same names again."""
+        packed = self.state / "packed.json"
+        if not packed.exists():
             raise ExportFailed(f"export {self.request.request_id}: nothing packed to deliver")
-        delivered = delivery.deliver(archive, f"{self.request.request_id}.zip")
+        parts = [
+            Part(**{**p, "path": self.area / p["path"], "entries": tuple(p["entries"])})
+            for p in json.loads(packed.read_text(encoding="utf-8"))
+        ]
+        delivered = deliver_parts(self.request, parts, delivery)
         self.discard()
         return delivered
 
@@ -249,11 +260,7 @@ def _merge_into(extractor: Extractor, state: dict[str, Any]) -> None:
 
 
 def _with_as_of(request: ExportRequest, as_of: datetime) -> ExportRequest:
-    if request.as_of == as_of:
-        return request
-    return ExportRequest(
-        request.request_id, request.request_type, request.identities, request.formats, as_of
-    )
+    return request if request.as_of == as_of else replace(request, as_of=as_of)
 
 
 def _write_private(path: Path, text: str) -> None:

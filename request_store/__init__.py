@@ -15,6 +15,7 @@ from request_store.deadlines import (
     extended_deadline,
     legal_deadline,
 )
+from request_store.deliveries import CONTROLLER, DeliveredPart, Deliveries, DeliveryRow
 from request_store.model import (
     CHANNELS,
     CLOSED_STATES,
@@ -35,12 +36,16 @@ from request_store.store import RequestStore
 __all__ = [
     "CHANNELS",
     "CLOSED_STATES",
+    "CONTROLLER",
     "DEFAULT_CONTROLLER",
     "OPEN_STATES",
     "TRANSITIONS",
     "AuditEvent",
     "DeadlineStatus",
     "DeadlineView",
+    "DeliveredPart",
+    "Deliveries",
+    "DeliveryRow",
     "ExtensionRefused",
     "Identity",
     "InvalidTransition",

@@ -8,6 +8,7 @@ Errors name the request id and what is wrong, never a value.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ class StoredRequest:
     updated_at: datetime
     # the submitter's keyed digest of its request body (see RequestStore.submit), if any
     request_digest: str | None = field(default=None, repr=False)
+    # delivery options: maximum part size (None: the default) and encryption keys
+    max_part_bytes: int | None = None
+    encrypt_to: tuple[str, ...] = ()
 
     @property
     def clock_start(self) -> datetime:
@@ -240,13 +244,18 @@ def new_request_values(
     submitted_at: datetime | None,
     callback_urls: Sequence[str],
     request_digest: str | None = None,
+    max_part_bytes: int | None = None,
+    encrypt_to: Sequence[str] = (),
 ) -> tuple[dict[str, Any], tuple[Identity, ...]]:
     """Check a submission (see RequestStore.submit); return the ``requests`` row and the
     identities. The engine's ExportRequest does the identity, type and format checks, so
     the store accepts exactly what the engine can run."""
     idents = tuple(as_identity(n, i) for n, i in enumerate(identities, 1))
     fmts = tuple(dict.fromkeys(formats))
-    ExportRequest(request_id, request_type, idents, fmts, as_of=now)  # type: ignore[arg-type]
+    options: dict[str, Any] = {"encrypt_to": tuple(encrypt_to)}
+    if max_part_bytes is not None:
+        options["max_part_bytes"] = max_part_bytes
+    ExportRequest(request_id, request_type, idents, fmts, as_of=now, **options)  # type: ignore[arg-type]
     submitted = aware(submitted_at or now, "submitted_at")
     if external_id is not None:
         external_id = required_text(external_id, "external id", 128)
@@ -266,5 +275,7 @@ def new_request_values(
         callback_urls=list(check_urls(callback_urls)),
         updated_at=now,
         request_digest=check_digest(request_digest),
+        max_part_bytes=max_part_bytes,
+        encrypt_to=json.dumps(list(encrypt_to)) if encrypt_to else None,
     )
     return row, idents

@@ -84,6 +84,8 @@ class RequestStore:
         callback_urls: Sequence[str] = (),
         actor: str | None = None,
         request_digest: str | None = None,
+        max_part_bytes: int | None = None,
+        encrypt_to: Sequence[str] = (),
     ) -> tuple[StoredRequest, bool]:
         """Store a new request; returns (request, created). An external id the controller
         already used returns that request with created=False (OpenDSR idempotency).
@@ -91,13 +93,17 @@ class RequestStore:
         ``request_digest`` (64 hex digits, optional) is kept with the request and handed
         back on a repeat, so that the caller can tell a retry of the same body from a
         changed one; the API stores a keyed HMAC there, never a plain hash of the body
-        (which holds identities)."""
+        (which holds identities).
+
+        ``max_part_bytes`` (default 2 GB) splits a larger archive into parts;
+        ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them."""
         now, request_id = self._now(), new_request_id()
         row, idents = m.new_request_values(
             request_id, now, request_type, identities, formats, channel=channel,
             controller=controller, external_id=external_id, regulation=regulation,
             submitted_at=submitted_at, callback_urls=callback_urls,
-            request_digest=request_digest,
+            request_digest=request_digest, max_part_bytes=max_part_bytes,
+            encrypt_to=encrypt_to,
         )  # fmt: skip
         types = ",".join(i.type for i in idents)
         detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "
@@ -244,13 +250,20 @@ class RequestStore:
         if not idents:
             raise RequestError(f"request {request_id}: identities were deleted ({req.state})")
         as_of = as_of or self._now().replace(microsecond=0)
-        return ExportRequest(request_id, req.request_type, idents, req.formats, as_of)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"encrypt_to": req.encrypt_to}
+        if req.max_part_bytes is not None:
+            options["max_part_bytes"] = req.max_part_bytes
+        return ExportRequest(request_id, req.request_type, idents, req.formats, as_of, **options)  # type: ignore[arg-type]
 
     def events(self, request_id: str) -> list[AuditEvent]:
         """The audit trail of one request, oldest first."""
         query = sa.select(EVT).where(EVT.c.request_id == request_id).order_by(EVT.c.id)
         with self._engine.connect() as conn:
             return [AuditEvent(**row._mapping) for row in conn.execute(query)]
+
+    def now(self) -> datetime:
+        """The store's clock (UTC-aware): the time its events and deadlines are taken at."""
+        return self._now()
 
     # -- internals -------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """SQLAlchemy Core tables of the request store, and the audit trail's append-only triggers.
 
-Three tables: ``requests`` (no personal data), ``request_identities`` (the only
-personal data, deleted when a request closes) and ``request_events`` (the audit trail,
+Four tables: ``requests`` (no personal data), ``request_identities`` (the only
+personal data, deleted when a request closes), ``request_deliveries`` (each archive part
+handed over, its expiry and deletion) and ``request_events`` (the audit trail,
 append-only: triggers in the database refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE,
 so neither a hand-written statement nor another program can rewrite history short of
 dropping the trigger, which takes DDL rights the application role need not have).
@@ -9,6 +10,7 @@ dropping the trigger, which takes DDL rights the application role need not have)
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -91,6 +93,10 @@ requests = sa.Table(
     # external id can be told apart from a changed one (OpenDSR 409); NULL when not given.
     # Added after the first release: add_missing_columns() adds it to older databases.
     sa.Column("request_digest", sa.String(64)),
+    # delivery options (added later, like request_digest): the maximum part size (NULL:
+    # the default, 2 GB) and the public keys the archive is encrypted to (JSON list)
+    sa.Column("max_part_bytes", sa.BigInteger),
+    sa.Column("encrypt_to", sa.Text),
     # idempotency of OpenDSR's subject_request_id; NULL external ids never collide
     sa.UniqueConstraint("controller", "external_id", name="uq_requests_external"),
     sa.Index("ix_requests_state_seq", "state", "seq"),
@@ -125,6 +131,32 @@ request_events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# What was handed over, part by part, and to whom; what retention deleted, and when.
+# Holds names, locations, sizes and hashes, never data. ``recipient`` is "controller" for
+# the controller's own delivery (served by results links) or a direct-transfer recipient's
+# configured name; ``expires_at`` is NULL where the copy is not ours to delete.
+request_deliveries = sa.Table(
+    "request_deliveries",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.request_id"), nullable=False),
+    sa.Column("recipient", sa.String(128), nullable=False),
+    sa.Column("part", sa.Integer, nullable=False),
+    sa.Column("parts", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("deleted_at", UTCDateTime),
+    sa.Column("downloads", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_downloads", sa.Integer),
+    sa.UniqueConstraint("request_id", "recipient", "part", name="uq_deliveries_part"),
+    sa.Index("ix_deliveries_expiry", "deleted_at", "expires_at"),
+    sqlite_autoincrement=True,
+)
+
 _SQLITE_TRIGGERS = [
     f"CREATE TRIGGER IF NOT EXISTS request_events_no_{op.lower()} BEFORE {op} "
     "ON request_events BEGIN "
@@ -143,7 +175,11 @@ _PG_TRIGGERS = [
 
 
 # Nullable columns added after the tables were first released: (table, column, DDL type).
-_ADDED_COLUMNS = (("requests", "request_digest", "VARCHAR(64)"),)
+_ADDED_COLUMNS = (
+    ("requests", "request_digest", "VARCHAR(64)"),
+    ("requests", "max_part_bytes", "BIGINT"),
+    ("requests", "encrypt_to", "TEXT"),
+)
 
 
 def add_missing_columns(conn: sa.Connection) -> None:
@@ -244,6 +280,7 @@ def to_request(row: Mapping[str, Any]) -> StoredRequest:
     values["formats"] = tuple(values["formats"].split(","))
     values["callback_urls"] = tuple(values["callback_urls"] or ())
     values["state"] = State(values["state"])
+    values["encrypt_to"] = tuple(json.loads(values["encrypt_to"] or "[]"))
     return StoredRequest(**values)
 
 

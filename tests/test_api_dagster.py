@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +19,12 @@ from request_store import State
 from tests import api_fixtures
 from tests.api_fixtures import TestPortal, make_api, request_body
 from tests.clock import Clock
+from tests.test_encryption import age, new_identity
 from tests.test_pipelines import Location, location
 from tests.world_fixtures import Demo, edge
 
 api_keys, portal = api_fixtures.api_keys, api_fixtures.portal
-__all__ = ["api_keys", "location", "portal"]
+__all__ = ["age", "api_keys", "location", "portal"]
 
 
 def test_a_portal_request_is_exported_called_back_and_downloaded(
@@ -131,6 +133,75 @@ def test_an_export_delivered_to_s3_is_downloaded_through_a_presigned_redirect(
                 (f"s3://{s3_bucket}/elsewhere/{req.request_id}.zip", req.request_id),
             )
         assert api.client.get(httpx.URL(results).path).status_code == 404
+    finally:
+        api.client.close()
+        api.services.close()
+
+
+def test_a_split_encrypted_export_is_listed_by_part_and_each_link_is_used_as_allowed(
+    demo: Demo,
+    location: Location,
+    api_keys: Path,
+    tmp_path: Path,
+    age: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORTABILITY_MAX_DOWNLOADS", "1")
+    key, public = new_identity(tmp_path, "subject")
+    api = make_api(
+        tmp_path / "api-tmp",
+        api_keys,
+        store_url=str(location.home / "requests.sqlite"),
+        exports=location.exports,
+    )
+    try:
+        email = edge(demo, "heavy_user")["emails"][0]
+        identity = {"identity_type": "email", "identity_value": email, "identity_format": "raw"}
+        options = {"max_part_bytes": 256 * 1024, "encrypt_to": [public]}
+        body = request_body(subject_identities=[identity], extensions={"testserver": options})
+        assert api.submit(body).status_code == 201
+        (run,) = location.sensor_tick().run_requests
+        assert location.run_export(run.partition_key).success
+        status = api.status(body["subject_request_id"]).json()
+        ext = status["extensions"]["testserver"]
+        assert status["request_status"] == "completed" and ext["encrypted"] == "age"
+        parts = ext["parts"]
+        assert len(parts) >= 3 and status["results_url"] == parts[0]["results_url"]
+        entries: set[str] = set()
+        for part in parts:
+            assert part["name"].endswith(f"-{part['part']:03d}.zip.age")
+            got = api.client.get(httpx.URL(part["results_url"]).path)
+            assert got.status_code == 200
+            assert hashlib.sha256(got.content).hexdigest() == part["sha256"]
+            sealed = tmp_path / part["name"]
+            sealed.write_bytes(got.content)
+            plain = subprocess.run([age, "-d", "-i", str(key), str(sealed)], capture_output=True)
+            assert plain.returncode == 0
+            with zipfile.ZipFile(io.BytesIO(plain.stdout)) as z:
+                entries |= set(z.namelist())
+            again = api.client.get(httpx.URL(part["results_url"]).path)
+            assert again.status_code == 410  # one download allowed per part
+        assert {"parts.json", "manifest.json", "data/personal.json"} <= entries
+        trail = [e.event for e in location.store.events(run.partition_key)]
+        assert trail.count("delivered") == len(parts)
+    finally:
+        api.client.close()
+        api.services.close()
+
+
+def test_bad_delivery_options_are_refused_naming_the_field(api_keys: Path, tmp_path: Path) -> None:
+    api = make_api(tmp_path / "api-tmp", api_keys)
+    try:
+        for options, where in (
+            ({"max_part_bytes": "big"}, "extensions.testserver.max_part_bytes"),
+            ({"max_part_bytes": 1000}, "must be an integer from 65536"),
+            ({"encrypt_to": "age1x"}, "extensions.testserver.encrypt_to"),
+            ({"encrypt_to": ["age1-zelda-not-a-key"]}, "recipient 1 is not"),
+            ({"deliver_to": "x"}, "unknown option"),
+        ):
+            r = api.submit(request_body(extensions={"testserver": options}))
+            assert r.status_code == 400, options
+            assert where in r.text and "zelda" not in r.text
     finally:
         api.client.close()
         api.services.close()

@@ -32,7 +32,8 @@ def run_all(steps: ExportSteps, out: Path) -> str:
     for dataset in steps.dm.datasets():
         assert steps.check(dataset) == []
     steps.pack()
-    return steps.deliver(LocalFolderDelivery(out)).sha256
+    [delivered] = steps.deliver(LocalFolderDelivery(out))
+    return delivered.sha256
 
 
 def test_steps_give_the_archive_of_a_single_run(demo: Demo, tmp_path: Path) -> None:

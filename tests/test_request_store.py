@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from engine.request import Identity, RequestError
 from request_store import (
     TRANSITIONS,
+    DeliveredPart,
+    Deliveries,
     ExtensionRefused,
     InvalidTransition,
     RequestNotFound,
@@ -493,3 +495,72 @@ def test_results_and_clock_are_checked(store_url: str) -> None:
         with pytest.raises(RequestError, match="result count"):
             store.complete(rid, location="/x.zip", sha256=SHA, count=-1)
         assert store.get(rid).state is State.RUNNING
+
+
+# -- delivery options and deliveries ---------------------------------------------------
+
+AGE_KEY = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+
+
+def test_delivery_options_are_kept_and_reach_the_export_request(store: RequestStore) -> None:
+    plain = submit(store)
+    assert (plain.max_part_bytes, plain.encrypt_to) == (None, ())
+    assert store.export_request(plain.request_id).max_part_bytes == 2_000_000_000  # default
+    req = submit(store, max_part_bytes=10_000_000, encrypt_to=[AGE_KEY])
+    assert (req.max_part_bytes, req.encrypt_to) == (10_000_000, (AGE_KEY,))
+    export = store.export_request(req.request_id)
+    assert (export.max_part_bytes, export.encrypt_to) == (10_000_000, (AGE_KEY,))
+    with pytest.raises(RequestError, match="max part size"):
+        submit(store, max_part_bytes=1000)
+    with pytest.raises(RequestError, match="recipient 1 is not") as bad:
+        submit(store, encrypt_to=["age1-not-a-key-zelda@example.org"])
+    assert "zelda" not in str(bad.value)
+
+
+def test_deliveries_are_recorded_used_expired_and_deleted_in_the_trail(
+    store: RequestStore, clock: Clock
+) -> None:
+    rid = submit(store).request_id
+    store.claim(rid)
+    deliveries = Deliveries(store)
+    parts = [DeliveredPart(f"{rid}-00{n}.zip", f"/x/{rid}-00{n}.zip", 100 * n, f"{n}" * 64)
+             for n in (1, 2)]  # fmt: skip
+    expires = clock() + timedelta(days=30)
+    rows = deliveries.record(rid, parts, actor="dagster", expires_at=expires, max_downloads=2)
+    assert [(r.part, r.parts, r.name, r.bytes) for r in rows] == [
+        (1, 2, parts[0].name, 100), (2, 2, parts[1].name, 200)
+    ]  # fmt: skip
+    again = deliveries.record(rid, parts, actor="dagster", expires_at=expires, max_downloads=2)
+    assert len(deliveries.of(rid)) == 2 and again[0].id != rows[0].id  # a retry replaces
+    first = again[0].id
+    assert deliveries.use(first) and deliveries.use(first) and not deliveries.use(first)
+    assert deliveries.held() == deliveries.of(rid) and deliveries.expired() == []
+    clock.advance(days=30)
+    expired = deliveries.expired()
+    assert [r.part for r in expired] == [1, 2]
+    assert deliveries.deleted(expired[0], actor="retention")
+    assert not deliveries.deleted(expired[0], actor="retention")  # once
+    assert not deliveries.use(expired[1].id)  # past its expiry: no download, held or not
+    assert [r.part for r in deliveries.held()] == [2]
+    trail = [(e.event, e.detail) for e in store.events(rid)]
+    delivered = [d for e, d in trail if e == "delivered"]
+    assert (
+        len(delivered) == 4
+        and f"part 1/2 {parts[0].name}: 100 bytes, sha256 {'1' * 64}" in delivered[0]
+    )
+    assert "to controller, kept until" in delivered[0]
+    assert (
+        "archive_deleted",
+        f"part 1/2 {parts[0].name}: 100 bytes, sha256 {'1' * 64} (expired)",
+    ) in trail
+
+
+def test_deliveries_refuse_bad_input_without_echoing_it(store: RequestStore) -> None:
+    rid = submit(store).request_id
+    deliveries = Deliveries(store)
+    with pytest.raises(RequestError, match="at least one part"):
+        deliveries.record(rid, [], actor="dagster")
+    with pytest.raises(RequestError, match="sha256"):
+        deliveries.record(rid, [DeliveredPart("a.zip", "/a.zip", 1, "zelda")], actor="dagster")
+    with pytest.raises(RequestNotFound):
+        deliveries.record("nope", [DeliveredPart("a.zip", "/a.zip", 1, "a" * 64)], actor="x")

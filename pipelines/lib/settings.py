@@ -11,6 +11,8 @@ daemon and the run workers agree:
 ``PORTABILITY_DATAMAP``        the data map (default ``config/datamap.yaml``)
 ``PORTABILITY_ENV_FILE``       ``NAME=value`` lines for the data map's variables (optional;
                                ``make serve`` points it at the demo world's settings)
+``PORTABILITY_RETENTION_DAYS`` days a delivered archive is kept (default 30)
+``PORTABILITY_MAX_DOWNLOADS``  downloads allowed per archive part (default: no limit)
 ``PORTABILITY_DAGSTER_URL``    set when the rights-portal API launches portal requests'
                                runs itself (api/launcher.py): the sensor then leaves those
                                requests to it for ``LAUNCH_GRACE_S`` seconds
@@ -41,6 +43,16 @@ def _loaded_datamap(path: str, mtime_ns: int) -> DataMap:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def _positive(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1")
+    return value
 
 
 class PortabilityResource(dg.ConfigurableResource):
@@ -79,6 +91,13 @@ class PortabilityResource(dg.ConfigurableResource):
         """The process environment, plus the env file's variables when one is set."""
         path = self.env_file or os.environ.get("PORTABILITY_ENV_FILE", "")
         return {**os.environ, **read_env(Path(path))} if path else dict(os.environ)
+
+    def retention_days(self) -> int:
+        return _positive("PORTABILITY_RETENTION_DAYS", _env("PORTABILITY_RETENTION_DAYS", "30"))
+
+    def max_downloads(self) -> int | None:
+        text = os.environ.get("PORTABILITY_MAX_DOWNLOADS")
+        return _positive("PORTABILITY_MAX_DOWNLOADS", text) if text else None
 
     def launch_grace_s(self) -> float:
         """Seconds a portal's new request is left to the API's direct launch (0: none)."""

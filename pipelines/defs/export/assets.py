@@ -3,13 +3,16 @@
 ``collected/<system>``   one per source system, after the systems whose keys it needs
 ``normalized/<dataset>`` one per category, with a blocking schema check
 ``archive``              the ZIP, packed in the request's private staging area
-``delivery``             the archive handed over, the staging area removed, and the
-                         request completed in the store
+``delivery``             the archive (or its parts) handed over and recorded with its
+                         expiry, the staging area removed, the request completed
 
 Every asset is partitioned by request id and returns only metadata (counts, sizes,
 hashes, locations): the records themselves stay in the staging area, so nothing
 personal reaches Dagster's IO manager, event log or UI.
 """
+
+from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -19,7 +22,7 @@ from engine.steps import ExportSteps
 from pipelines.lib.failures import safe_failures
 from pipelines.lib.partitions import export_requests
 from pipelines.lib.settings import PortabilityResource
-from request_store import RequestStore, State
+from request_store import DeliveredPart, Deliveries, RequestStore, State
 
 # A source that fails transiently gets three more tries, 2 s, 4 s, 8 s apart (+ jitter).
 SOURCE_RETRY = dg.RetryPolicy(
@@ -176,20 +179,29 @@ def _delivery_asset() -> dg.AssetsDefinition:
         with safe_failures("deliver"), portability.open_store() as store:
             steps = _request(portability, store, rid)
             records = sum(steps.extraction().records.values())
-            delivered = steps.deliver(portability.delivery())
+            parts = steps.deliver(portability.delivery())
+            expires = store.now() + timedelta(days=portability.retention_days())
+            Deliveries(store).record(
+                rid, [DeliveredPart(Path(p.location).name, p.location, p.bytes, p.sha256)
+                      for p in parts],
+                actor="dagster", expires_at=expires, max_downloads=portability.max_downloads(),
+            )  # fmt: skip
+            first = parts[0]
             if store.get(rid).state == State.RUNNING:  # completed now, not at the next tick
                 store.complete(
-                    rid, location=delivered.location, sha256=delivered.sha256, count=records,
+                    rid, location=first.location, sha256=first.sha256, count=records,
                     actor="dagster",
                 )  # fmt: skip
             deadline = store.get(rid).due
         return dg.MaterializeResult(
             metadata={
-                "location": dg.MetadataValue.path(delivered.location),
-                "sha256": delivered.sha256,
-                "bytes": dg.MetadataValue.int(delivered.bytes),
+                "location": dg.MetadataValue.path(first.location),
+                "sha256": first.sha256,
+                "bytes": dg.MetadataValue.int(sum(p.bytes for p in parts)),
+                "parts": len(parts),
                 "records": records,
                 "legal deadline": deadline.isoformat(),
+                "kept until": expires.isoformat(),
             }
         )
 
