@@ -22,19 +22,25 @@ from pipelines.defs.requests.sensors import (
     export_run_failed,
     export_run_succeeded,
 )
+from pipelines.defs.retention.assets import apply_retention_job, archives_held, retention_daily
 from pipelines.lib.settings import PortabilityResource
 
 
 def build_definitions(portability: PortabilityResource | None = None) -> dg.Definitions:
     portability = portability or PortabilityResource()
     return dg.Definitions(
-        assets=[*build_export_assets(portability.load_datamap()), request_deadlines],
+        assets=[
+            *build_export_assets(portability.load_datamap()),
+            request_deadlines,
+            archives_held,
+        ],
         jobs=[
             export_job,
             register_request_job,
             deny_request_job,
             extend_request_job,
             flag_deadlines_job,
+            apply_retention_job,
         ],
         sensors=[
             export_requests_sensor,
@@ -42,7 +48,7 @@ def build_definitions(portability: PortabilityResource | None = None) -> dg.Defi
             export_run_failed,
             purge_registration_runs,
         ],
-        schedules=[deadlines_daily],
+        schedules=[deadlines_daily, retention_daily],
         resources={"portability": portability},
     )
 

@@ -376,3 +376,34 @@ def test_a_transient_source_failure_is_retried_a_permanent_one_is_not(
     location.instance.add_dynamic_partitions("export_requests", [rid])
     result = location.run_export(rid)
     assert not result.success and calls.count("payments") == 1
+
+
+def test_retention_deletes_expired_archives_and_shows_what_is_held(
+    demo: Demo, location: Location
+) -> None:
+    email = edge(demo, "multi_account")["emails"][0]
+    old, kept = submit(location, email), submit(location, email)
+    location.sensor_tick()
+    for rid in (old, kept):
+        assert location.run_export(rid).success
+    archive = Path(location.store.get(old).result_location or "")
+    assert archive.is_file()
+    with location.store.engine.begin() as conn:  # the old one's 30 days have passed
+        conn.exec_driver_sql(
+            "UPDATE request_deliveries SET expires_at = '2000-01-01 00:00:00.000000' "
+            "WHERE request_id = ?",
+            (old,),
+        )
+    job = location.defs.resolve_job_def("apply_retention")
+    result = job.execute_in_process(instance=location.instance)
+    assert result.success
+    assert not archive.exists() and Path(location.store.get(kept).result_location or "").is_file()
+    meta = result.asset_materializations_for_node("archives_held")[0].metadata
+    assert meta["parts deleted"].value == 1 and meta["parts held"].value == 1
+    assert kept in meta["held"].value and old not in meta["held"].value
+    assert email not in str(meta)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    assert "archive_deleted" in [e.event for e in location.store.events(old)]
+    schedule = location.defs.resolve_schedule_def("retention_daily")
+    assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "apply_retention"
