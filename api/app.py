@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
-from api import downloads, errors, keys, models, routes, tables
+from api import downloads, errors, keys, models, routes, tables, transfers
 from api.auth import Portals
 from api.downloads import ResultLinks
 from api.launcher import DagsterLauncher, LaunchWorker
@@ -28,7 +28,8 @@ from api.settings import API_VERSION, Settings
 from api.signing import DOMAIN_HEADER, SIGNATURE_HEADER, Signer, SigningMiddleware
 from api.status import StatusView
 from exporters.s3_delivery import S3Delivery
-from request_store import CONTROLLER, Deliveries, RequestStore
+from exporters.transfer import RecipientConfig
+from request_store import Deliveries, RequestStore
 
 Clock = Callable[[], datetime]
 
@@ -48,6 +49,7 @@ class Services:
     outbox: Outbox
     launches: LaunchWorker | None = None  # direct launch of runs (PORTABILITY_DAGSTER_URL)
     s3: S3Delivery | None = None  # archives delivered to S3 (PORTABILITY_EXPORTS=s3://...)
+    recipients: dict[str, RecipientConfig] = field(default_factory=dict)  # direct transfers
 
     def close(self) -> None:
         """Release the database connections and the callback client."""
@@ -67,7 +69,9 @@ class OpenDSRApp(FastAPI):
         return SigningMiddleware(limited, services.signer)
 
 
-def _openapi(app: OpenDSRApp, max_identities: int, domain: str) -> Callable[[], dict[str, Any]]:
+def _openapi(
+    app: OpenDSRApp, max_identities: int, domain: str, recipients: list[str]
+) -> Callable[[], dict[str, Any]]:
     """The OpenAPI document: FastAPI's, plus the request body schema, the signature
     headers on every response, and without the 422 FastAPI adds (errors are 400)."""
 
@@ -82,7 +86,9 @@ def _openapi(app: OpenDSRApp, max_identities: int, domain: str) -> Callable[[], 
             webhooks=app.webhooks.routes,
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas["SubjectRequest"] = models.subject_request_schema(max_identities, domain)
+        schemas["SubjectRequest"] = models.subject_request_schema(
+            max_identities, domain, recipients
+        )
         schemas["SubjectIdentity"] = models.SUBJECT_IDENTITY_SCHEMA
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
@@ -137,7 +143,9 @@ def create_app(
     signer = Signer(material.private_key, settings.processor_domain)
     links = ResultLinks(material.link_key, settings.link_ttl_s, settings.base_url, clock)
     deliveries = Deliveries(store)
-    view = StatusView(settings.processor_domain, links, lambda rid: deliveries.of(rid, CONTROLLER))
+    recipients = transfers.load(settings.recipients_file)
+    labels = {name: r.label for name, r in recipients.items()}
+    view = StatusView(settings.processor_domain, links, deliveries.of, labels)
     services = Services(
         settings=settings,
         store=store,
@@ -149,6 +157,7 @@ def create_app(
         view=view,
         outbox=Outbox(store, settings, signer, view, clock, callback_transport),
     )
+    services.recipients = recipients
     if settings.delivery_url:
         services.s3 = S3Delivery.from_url(settings.delivery_url)
     if settings.dagster_url:
@@ -186,5 +195,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(downloads.router)
     routes.document_callbacks(app)
-    app.openapi = _openapi(app, settings.max_identities, settings.processor_domain)  # type: ignore[method-assign]
+    app.openapi = _openapi(  # type: ignore[method-assign]
+        app, settings.max_identities, settings.processor_domain, sorted(recipients)
+    )
     return app

@@ -138,7 +138,7 @@ def download(token: str, request: Request) -> Response:
         req = services.store.get(request_id)
     except RequestNotFound:
         req = None
-    if req is None or req.state != State.COMPLETED or not req.result_location:
+    if req is None or req.state != State.COMPLETED or not req.result_location or req.transfer_to:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
     parts = Deliveries(services.store).of(request_id, CONTROLLER)
     if parts:  # recorded part by part: each has its hash, expiry and download count

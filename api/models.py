@@ -75,6 +75,21 @@ class ResultPart(_Model):
     results_url: Annotated[str, Field(json_schema_extra={"format": "uri"})]
 
 
+class TransferredPart(_Model):
+    name: str
+    location: str
+    bytes: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
+class Transfer(_Model):
+    """Where a direct transfer went (no query string: a presigned URL is a credential)."""
+
+    recipient: str
+    label: str | None = None
+    parts: list[TransferredPart] = Field(default_factory=list)
+
+
 class ProcessorExtension(_Model):
     """This processor's extension of a status (keyed by its domain in ``extensions``):
     the full status, including ``failed`` and ``denied`` that OpenDSR lacks."""
@@ -92,6 +107,9 @@ class ProcessorExtension(_Model):
     )
     encrypted: Literal["age"] | None = Field(
         None, description="the archive was encrypted to the request's keys (decrypt with age)"
+    )
+    transfer: Transfer | None = Field(
+        None, description="a direct transfer (Art. 20(2)): where the data went"
     )
 
 
@@ -177,9 +195,10 @@ SUBJECT_IDENTITY_SCHEMA: dict = {
 PUBLIC_KEY_FORMAT = "age-or-ssh-public-key"  # a key the age tools take (checksum included)
 
 
-def delivery_options_schema() -> dict:
-    """This processor's request extension: how the archive is delivered."""
-    return {
+def delivery_options_schema(recipients: list[str] | tuple[str, ...] = ()) -> dict:
+    """This processor's request extension: how the archive is delivered. The transfer
+    options exist only when recipients are configured (``transfer_to`` is one of them)."""
+    schema = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
@@ -204,16 +223,39 @@ def delivery_options_schema() -> dict:
                 "the archive is delivered encrypted to them (<name>.zip.age). A key that "
                 "does not parse (its checksum included) is refused with 400",
             },
+            "transfer_to": {
+                "type": "string",
+                "enum": list(recipients),
+                "description": "portability only (Art. 20(2)): deliver to this recipient, "
+                "configured by name in the recipients file, instead of to results links; "
+                "a name that is not configured is refused with 400",
+            },
+            "transfer_url": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 4096,
+                "description": "the recipient's presigned PUT URL (recipients of kind "
+                "presigned_put): kept sealed until delivery, never shown again. It must be "
+                "https to a host the recipient allows; a portability request only",
+            },
         },
+        "dependentRequired": {"transfer_url": ["transfer_to"]},
     }
+    if not recipients:
+        for key in ("transfer_to", "transfer_url"):
+            del schema["properties"][key]
+        del schema["dependentRequired"]
+    return schema
 
 
-def subject_request_schema(max_identities: int, domain: str = "") -> dict:
+def subject_request_schema(
+    max_identities: int, domain: str = "", recipients: list[str] | tuple[str, ...] = ()
+) -> dict:
     """The body of ``POST /requests``. Unknown properties are ignored; under
     ``extensions[<processor domain>]`` the delivery options are checked."""
     extensions: dict = {"type": "object"}
     if domain:
-        extensions["properties"] = {domain: delivery_options_schema()}
+        extensions["properties"] = {domain: delivery_options_schema(recipients)}
     return {
         "title": "SubjectRequest",
         "type": "object",

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from api import models as m
+from api import transfers
 from api.auth import current_portal
 from api.errors import ApiError, Detail, bad_request, not_found
 from api.settings import API_PREFIX, API_VERSION
@@ -117,6 +118,10 @@ def submit(
         raw, services.settings.max_identities, services.settings.processor_domain
     )
     digest = sub.digest(services.keys.digest_key)
+    options = transfers.store_options(
+        sub.options, sub.request_type, services.recipients, services.settings.seal_key,
+        services.settings.processor_domain,
+    )  # fmt: skip
     try:
         req, created = services.store.submit(
             request_type=sub.request_type,
@@ -128,7 +133,7 @@ def submit(
             submitted_at=sub.submitted_at,
             callback_urls=sub.callback_urls,
             request_digest=digest,
-            **sub.options,
+            **options,
         )
     except RequestError as exc:  # the engine's checks: its message names no value
         raise bad_request(str(exc)) from None

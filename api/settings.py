@@ -22,6 +22,10 @@ Environment variables (all optional; see docs/api.md):
 ``PORTABILITY_API_MAX_BODY``        request body limit in bytes (65536)
 ``PORTABILITY_API_MAX_IDENTITIES``  identities per request (10)
 ``PORTABILITY_API_RATE`` / ``_BURST``  per-portal token bucket: requests per second, burst
+``PORTABILITY_RECIPIENTS``          recipients of direct transfers (``config/recipients.yaml``;
+                                    no file: none; see config/recipients.example.yaml)
+``PORTABILITY_SEAL_KEY``            the key sealing credentials that come with a request
+                                    (``$DAGSTER_HOME/seal.key``; request_store/sealing.py)
 ``PORTABILITY_DAGSTER_URL``         the Dagster webserver (``http://127.0.0.1:3000``): a new
                                     request's run is launched at once (api/launcher.py);
                                     unset, the sensor launches it within about 10 s
@@ -41,6 +45,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from request_store.sealing import seal_key_path
 
 API_PREFIX = "/opendsr/v2"
 API_VERSION = "2.0"
@@ -68,6 +74,8 @@ class Settings:
     max_identities: int = 10
     rate_per_s: float = 20.0
     burst: int = 60
+    recipients_file: Path = Path("config/recipients.yaml")  # direct-transfer recipients
+    seal_key: Path = Path("dagster_home/seal.key")  # seals credentials that come with requests
     dagster_url: str = ""  # "" = no direct launch (the sensor launches runs)
     dagster_location: str = "pipelines.definitions"
     callbacks: bool = True  # run the callback worker thread with the app
@@ -143,6 +151,8 @@ class Settings:
             max_identities=number("PORTABILITY_API_MAX_IDENTITIES", int, d.max_identities),
             rate_per_s=number("PORTABILITY_API_RATE", float, d.rate_per_s),
             burst=number("PORTABILITY_API_BURST", int, d.burst),
+            recipients_file=Path(get("PORTABILITY_RECIPIENTS") or d.recipients_file),
+            seal_key=seal_key_path(env),
             dagster_url=get("PORTABILITY_DAGSTER_URL") or "",
             dagster_location=get("PORTABILITY_DAGSTER_LOCATION") or d.dagster_location,
             callbacks=(get("PORTABILITY_API_CALLBACKS") or "1") not in ("0", "false", "no"),

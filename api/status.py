@@ -12,7 +12,9 @@ received   pending           status pending
 running    in_progress       status in_progress
 failed     in_progress       status failed, reason_code export_failed (it may be
                              re-run within the legal deadline: not final)
-completed  completed         status completed, results_expires_time; ``parts``
+completed  completed         status completed, results_expires_time; ``transfer``
+                             (recipient, label, where each part went) instead of
+                             results links for a direct transfer; ``parts``
                              (name, bytes, sha256, results_url each) when the
                              archive came in parts; ``encrypted: age`` when it was
                              encrypted to the request's keys
@@ -31,7 +33,7 @@ from datetime import datetime
 
 from api.downloads import ResultLinks
 from api.settings import API_VERSION
-from request_store import DeliveryRow, State, StoredRequest
+from request_store import CONTROLLER, DeliveryRow, State, StoredRequest
 
 OPENDSR_STATUS: dict[State, str] = {
     State.RECEIVED: "pending",
@@ -69,9 +71,11 @@ class StatusView:
         self,
         domain: str,
         links: ResultLinks,
-        parts_of: Callable[[str], list[DeliveryRow]] = lambda _rid: [],
+        parts_of: Callable[[str, str], list[DeliveryRow]] = lambda _rid, _to: [],
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.domain, self.links, self.parts_of = domain, links, parts_of
+        self.labels = labels or {}  # recipient name -> organisation
 
     def body(self, req: StoredRequest, state: State | None = None) -> dict:
         """The status of ``req`` (as of ``state``, for a callback of an earlier change)."""
@@ -92,18 +96,31 @@ class StatusView:
             "request_status": OPENDSR_STATUS[state],
             "api_version": API_VERSION,
         }
-        if state == State.COMPLETED and req.result_location:
+        if state == State.COMPLETED and req.transfer_to:  # delivered to the recipient only
+            ext["transfer"] = self._transfer(req)
+        elif state == State.COMPLETED and req.result_location:
             url, expires = self.links.issue(req.request_id)
             body["results_url"] = url
             body["results_count"] = req.result_count or 0
             ext["results_expires_time"] = rfc3339(expires)
-            parts = self.parts_of(req.request_id)
+            parts = self.parts_of(req.request_id, CONTROLLER)
             if len(parts) > 1:  # one link per part; results_url is the first part's
                 ext["parts"] = [self._part(req.request_id, p) for p in parts]
             if req.encrypt_to:
                 ext["encrypted"] = "age"
         body["extensions"] = {self.domain: ext}
         return body
+
+    def _transfer(self, req: StoredRequest) -> dict:
+        name = str(req.transfer_to)
+        parts = [p for p in self.parts_of(req.request_id, name) if p.recipient == name]
+        label = self.labels.get(name)
+        return {
+            "recipient": name,
+            **({"label": label} if label else {}),
+            "parts": [{"name": p.name, "location": p.location, "bytes": p.bytes,
+                       "sha256": p.sha256} for p in parts],
+        }  # fmt: skip
 
     def _part(self, request_id: str, part: DeliveryRow) -> dict:
         url, _ = self.links.issue(request_id, part.part)

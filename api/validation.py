@@ -228,7 +228,7 @@ def _urls(body: dict, errors: _Errors) -> tuple[str, ...]:
     return tuple(dict.fromkeys(urls))  # a URL listed twice is called once
 
 
-OPTIONS = ("max_part_bytes", "encrypt_to")  # this processor's request extension
+OPTIONS = ("max_part_bytes", "encrypt_to", "transfer_to", "transfer_url")  # our extension
 MIN_PART, MAX_PART = MIN_PART_BYTES, 10**13  # a part of 64 KiB to 10 TB
 
 
@@ -273,6 +273,13 @@ def _options(body: dict, domain: str, errors: _Errors) -> dict[str, Any]:
                 "must be an array of 1 to 10 public keys (age1... or ssh-ed25519/ssh-rsa)",
                 "invalid_type",
             )
+    for key, limit in (("transfer_to", 64), ("transfer_url", 4096)):
+        if key in mine:
+            value = mine[key]
+            if isinstance(value, str) and 0 < len(value) <= limit:
+                options[key] = value
+            else:
+                errors.add(f"{where}.{key}", f"must be a string of 1 to {limit} characters")
     return options
 
 

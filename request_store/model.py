@@ -107,6 +107,7 @@ class StoredRequest:
     # delivery options: maximum part size (None: the default) and encryption keys
     max_part_bytes: int | None = None
     encrypt_to: tuple[str, ...] = ()
+    transfer_to: str | None = None  # a direct transfer's recipient (its configured name)
 
     @property
     def clock_start(self) -> datetime:
@@ -198,6 +199,20 @@ def check_urls(urls: Sequence[str]) -> tuple[str, ...]:
     return tuple(u.strip() for u in urls)
 
 
+_RECIPIENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def check_recipient(name: object, request_type: str) -> str | None:
+    """A direct transfer's recipient name (Art. 20(2): portability requests only)."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _RECIPIENT.match(name):
+        raise RequestError("transfer recipient must be a configured name (a-z, 0-9, - and _)")
+    if request_type != "portability":
+        raise RequestError("a direct transfer is for portability requests (Art. 20(2)) only")
+    return name
+
+
 def check_sha256(value: object) -> str:
     text = value.lower() if isinstance(value, str) else ""
     if not _SHA256.match(text):
@@ -246,6 +261,7 @@ def new_request_values(
     request_digest: str | None = None,
     max_part_bytes: int | None = None,
     encrypt_to: Sequence[str] = (),
+    transfer_to: str | None = None,
 ) -> tuple[dict[str, Any], tuple[Identity, ...]]:
     """Check a submission (see RequestStore.submit); return the ``requests`` row and the
     identities. The engine's ExportRequest does the identity, type and format checks, so
@@ -277,5 +293,6 @@ def new_request_values(
         request_digest=check_digest(request_digest),
         max_part_bytes=max_part_bytes,
         encrypt_to=json.dumps(list(encrypt_to)) if encrypt_to else None,
+        transfer_to=check_recipient(transfer_to, request_type),
     )
     return row, idents

@@ -86,6 +86,8 @@ class RequestStore:
         request_digest: str | None = None,
         max_part_bytes: int | None = None,
         encrypt_to: Sequence[str] = (),
+        transfer_to: str | None = None,
+        transfer_secret: str | None = None,
     ) -> tuple[StoredRequest, bool]:
         """Store a new request; returns (request, created). An external id the controller
         already used returns that request with created=False (OpenDSR idempotency).
@@ -96,23 +98,33 @@ class RequestStore:
         (which holds identities).
 
         ``max_part_bytes`` (default 2 GB) splits a larger archive into parts;
-        ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them."""
+        ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them;
+        ``transfer_to`` names a direct transfer's recipient, and ``transfer_secret`` is
+        its sealed credential (request_store/sealing.py), deleted when the request
+        closes."""
         now, request_id = self._now(), new_request_id()
         row, idents = m.new_request_values(
             request_id, now, request_type, identities, formats, channel=channel,
             controller=controller, external_id=external_id, regulation=regulation,
             submitted_at=submitted_at, callback_urls=callback_urls,
             request_digest=request_digest, max_part_bytes=max_part_bytes,
-            encrypt_to=encrypt_to,
+            encrypt_to=encrypt_to, transfer_to=transfer_to,
         )  # fmt: skip
+        if transfer_secret is not None and not transfer_to:
+            raise RequestError("a transfer secret needs a transfer recipient")
         types = ",".join(i.type for i in idents)
         detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "
         detail += f"{types}, deadline {row['deadline']:%Y-%m-%d}"
+        if transfer_to:
+            detail += f", transfer to {transfer_to}"
         try:
             with self._writer.begin() as conn:
                 t.lock(conn, t.SEQ_LOCK)  # seq values commit in order: cursors skip nothing
                 conn.execute(REQ.insert().values(row))
                 t.add_identities(conn, request_id, idents)
+                if transfer_secret is not None:
+                    values = dict(request_id=request_id, sealed=transfer_secret)
+                    conn.execute(t.request_secrets.insert().values(values))
                 t.add_event(conn, request_id, now, actor or channel, "received", detail)
                 return t.fetch(conn, request_id), True
         except sa.exc.IntegrityError:  # the unique (controller, external_id): a repeat
@@ -254,6 +266,14 @@ class RequestStore:
         if req.max_part_bytes is not None:
             options["max_part_bytes"] = req.max_part_bytes
         return ExportRequest(request_id, req.request_type, idents, req.formats, as_of, **options)  # type: ignore[arg-type]
+
+    def transfer_secret(self, request_id: str) -> str | None:
+        """The sealed credential of a direct transfer, while the request is open."""
+        q = sa.select(t.request_secrets.c.sealed).where(
+            t.request_secrets.c.request_id == request_id
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(q).scalar()
 
     def events(self, request_id: str) -> list[AuditEvent]:
         """The audit trail of one request, oldest first."""

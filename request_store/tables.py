@@ -1,7 +1,8 @@
 """SQLAlchemy Core tables of the request store, and the audit trail's append-only triggers.
 
-Four tables: ``requests`` (no personal data), ``request_identities`` (the only
-personal data, deleted when a request closes), ``request_deliveries`` (each archive part
+Five tables: ``requests`` (no personal data), ``request_identities`` (the only
+personal data, deleted when a request closes), ``request_secrets`` (sealed credentials
+that came with a request, deleted with the identities), ``request_deliveries`` (each archive part
 handed over, its expiry and deletion) and ``request_events`` (the audit trail,
 append-only: triggers in the database refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE,
 so neither a hand-written statement nor another program can rewrite history short of
@@ -97,6 +98,8 @@ requests = sa.Table(
     # the default, 2 GB) and the public keys the archive is encrypted to (JSON list)
     sa.Column("max_part_bytes", sa.BigInteger),
     sa.Column("encrypt_to", sa.Text),
+    # a direct transfer (Art. 20(2)): the recipient's name in the recipients file
+    sa.Column("transfer_to", sa.String(64)),
     # idempotency of OpenDSR's subject_request_id; NULL external ids never collide
     sa.UniqueConstraint("controller", "external_id", name="uq_requests_external"),
     sa.Index("ix_requests_state_seq", "state", "seq"),
@@ -129,6 +132,20 @@ request_events = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sqlite_autoincrement=True,
+)
+
+# A credential that came with a request (a recipient's presigned PUT URL), sealed
+# (request_store/sealing.py) and deleted with the identities when the request closes.
+request_secrets = sa.Table(
+    "request_secrets",
+    metadata,
+    sa.Column(
+        "request_id",
+        sa.String(64),
+        sa.ForeignKey("requests.request_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sealed", sa.Text, nullable=False),
 )
 
 # What was handed over, part by part, and to whom; what retention deleted, and when.
@@ -179,6 +196,7 @@ _ADDED_COLUMNS = (
     ("requests", "request_digest", "VARCHAR(64)"),
     ("requests", "max_part_bytes", "BIGINT"),
     ("requests", "encrypt_to", "TEXT"),
+    ("requests", "transfer_to", "VARCHAR(64)"),
 )
 
 
@@ -328,6 +346,7 @@ def drop_identities(
     """Delete a request's identities, mark the request, and record it in the trail."""
     ri = request_identities
     n = conn.execute(ri.delete().where(ri.c.request_id == request_id)).rowcount
+    conn.execute(request_secrets.delete().where(request_secrets.c.request_id == request_id))
     where = requests.c.request_id == request_id
     conn.execute(requests.update().where(where).values(identities_deleted_at=at, updated_at=at))
     add_event(conn, request_id, at, actor, event, f"{n} identities deleted: {why}")

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyrage
 import pytest
 import sqlalchemy as sa
 
@@ -28,6 +29,7 @@ from request_store import (
     State,
     StoredRequest,
 )
+from request_store.sealing import SealError, seal, unseal
 from request_store.tables import connect
 from tests.clock import Clock
 from tests.conftest import PG_HOST, PG_PORT, postgres_database
@@ -564,3 +566,27 @@ def test_deliveries_refuse_bad_input_without_echoing_it(store: RequestStore) -> 
         deliveries.record(rid, [DeliveredPart("a.zip", "/a.zip", 1, "zelda")], actor="dagster")
     with pytest.raises(RequestNotFound):
         deliveries.record("nope", [DeliveredPart("a.zip", "/a.zip", 1, "a" * 64)], actor="x")
+
+
+def test_a_transfer_keeps_its_sealed_secret_only_while_open(
+    store: RequestStore, tmp_path: Path
+) -> None:
+    key = tmp_path / "seal.key"
+    sealed = seal("https://inbox.example/up?X-Amz-Signature=zelda", key)
+    req = submit(
+        store, request_type="portability", transfer_to="acme-cloud", transfer_secret=sealed
+    )
+    assert req.transfer_to == "acme-cloud"
+    assert unseal(store.transfer_secret(req.request_id) or "", key).endswith("=zelda")
+    assert "transfer to acme-cloud" in store.events(req.request_id)[0].detail
+    store.claim(req.request_id)
+    store.complete(req.request_id, location="https://inbox.example/up", sha256="a" * 64, count=1)
+    assert store.transfer_secret(req.request_id) is None  # deleted with the identities
+    with pytest.raises(RequestError, match="portability requests"):
+        submit(store, transfer_to="acme-cloud")
+    with pytest.raises(RequestError, match="configured name"):
+        submit(store, request_type="portability", transfer_to="https://evil.example/")
+    (tmp_path / "other.key").write_text(str(pyrage.x25519.Identity.generate()))
+    with pytest.raises(SealError, match="does not open") as wrong:
+        unseal(sealed, tmp_path / "other.key")
+    assert "zelda" not in str(wrong.value)

@@ -13,6 +13,9 @@ daemon and the run workers agree:
                                ``make serve`` points it at the demo world's settings)
 ``PORTABILITY_RETENTION_DAYS`` days a delivered archive is kept (default 30)
 ``PORTABILITY_MAX_DOWNLOADS``  downloads allowed per archive part (default: no limit)
+``PORTABILITY_RECIPIENTS``     recipients of direct transfers (``config/recipients.yaml``)
+``PORTABILITY_SEAL_KEY``       the key that opens credentials sealed by the API
+                               (``$DAGSTER_HOME/seal.key``)
 ``PORTABILITY_DAGSTER_URL``    set when the rights-portal API launches portal requests'
                                runs itself (api/launcher.py): the sensor then leaves those
                                requests to it for ``LAUNCH_GRACE_S`` seconds
@@ -33,12 +36,22 @@ from engine.envfile import read_env
 from engine.request import ExportRequest
 from engine.steps import ExportSteps
 from exporters.delivery import Delivery, open_delivery
+from exporters.transfer import RecipientConfig, load_recipients
 from request_store import RequestStore
 
 
 @functools.lru_cache(maxsize=8)
 def _loaded_datamap(path: str, mtime_ns: int) -> DataMap:
     return load_datamap(Path(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded_recipients(path: str, mtime_ns: int) -> dict[str, RecipientConfig]:
+    return load_recipients(Path(path)) if mtime_ns else {}
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.is_file() else 0
 
 
 def _env(name: str, default: str) -> str:
@@ -98,6 +111,17 @@ class PortabilityResource(dg.ConfigurableResource):
     def max_downloads(self) -> int | None:
         text = os.environ.get("PORTABILITY_MAX_DOWNLOADS")
         return _positive("PORTABILITY_MAX_DOWNLOADS", text) if text else None
+
+    def recipients_file(self) -> Path:
+        return Path(_env("PORTABILITY_RECIPIENTS", "config/recipients.yaml"))
+
+    def recipient(self, name: str) -> RecipientConfig:
+        """A direct transfer's recipient, from the recipients file (checked on load)."""
+        path = self.recipients_file()
+        found = _loaded_recipients(str(path.resolve()), _mtime(path)).get(name)
+        if found is None:
+            raise ValueError(f"recipient {name!r} is not configured in {path}")
+        return found
 
     def launch_grace_s(self) -> float:
         """Seconds a portal's new request is left to the API's direct launch (0: none)."""

@@ -11,6 +11,7 @@ hashes, locations): the records themselves stay in the staging area, so nothing
 personal reaches Dagster's IO manager, event log or UI.
 """
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,10 +20,13 @@ import dagster as dg
 from engine.datamap import DataMap
 from engine.datamap.graph import system_dependencies
 from engine.steps import ExportSteps
+from exporters.delivery import Delivered
+from exporters.transfer import recipient_delivery, redact
 from pipelines.lib.failures import safe_failures
 from pipelines.lib.partitions import export_requests
 from pipelines.lib.settings import PortabilityResource
-from request_store import DeliveredPart, Deliveries, RequestStore, State
+from request_store import DeliveredPart, Deliveries, RequestStore, State, StoredRequest
+from request_store.sealing import seal_key_path, unseal
 
 # A source that fails transiently gets three more tries, 2 s, 4 s, 8 s apart (+ jitter).
 SOURCE_RETRY = dg.RetryPolicy(
@@ -43,7 +47,10 @@ def build_export_assets(dm: DataMap) -> list[dg.AssetsDefinition]:
 
 
 def _request(portability: PortabilityResource, store: RequestStore, request_id: str) -> ExportSteps:
-    return portability.steps(store.export_request(request_id))
+    request, stored = store.export_request(request_id), store.get(request_id)
+    if stored.transfer_to and portability.recipient(stored.transfer_to).kind == "presigned_put":
+        request = replace(request, max_part_bytes=None)  # one PUT URL takes one archive
+    return portability.steps(request)
 
 
 def _start(store: RequestStore, request_id: str, context: dg.AssetExecutionContext) -> None:
@@ -177,15 +184,19 @@ def _delivery_asset() -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         rid = context.partition_key
         with safe_failures("deliver"), portability.open_store() as store:
-            steps = _request(portability, store, rid)
+            req, steps = store.get(rid), _request(portability, store, rid)
             records = sum(steps.extraction().records.values())
-            parts = steps.deliver(portability.delivery())
-            expires = store.now() + timedelta(days=portability.retention_days())
-            Deliveries(store).record(
-                rid, [DeliveredPart(Path(p.location).name, p.location, p.bytes, p.sha256)
-                      for p in parts],
-                actor="dagster", expires_at=expires, max_downloads=portability.max_downloads(),
-            )  # fmt: skip
+            if req.transfer_to:  # Art. 20(2): to the recipient, no copy kept here
+                parts, expires = _transfer(portability, store, req, steps), None
+            else:
+                parts = steps.deliver(portability.delivery())
+                expires = store.now() + timedelta(days=portability.retention_days())
+                Deliveries(store).record(
+                    rid, [DeliveredPart(Path(p.location).name, p.location, p.bytes, p.sha256)
+                          for p in parts],
+                    actor="dagster", expires_at=expires,
+                    max_downloads=portability.max_downloads(),
+                )  # fmt: skip
             first = parts[0]
             if store.get(rid).state == State.RUNNING:  # completed now, not at the next tick
                 store.complete(
@@ -201,8 +212,29 @@ def _delivery_asset() -> dg.AssetsDefinition:
                 "parts": len(parts),
                 "records": records,
                 "legal deadline": deadline.isoformat(),
-                "kept until": expires.isoformat(),
+                "kept until": expires.isoformat() if expires else "not kept (transferred)",
             }
         )
 
     return delivery
+
+
+def _transfer(
+    portability: PortabilityResource, store: RequestStore, req: StoredRequest, steps: ExportSteps
+) -> list[Delivered]:
+    """Deliver to the request's recipient (its sealed URL opened here, then dropped with
+    the identities at completion) and record where it went."""
+    config = portability.recipient(str(req.transfer_to))
+    sealed = store.transfer_secret(req.request_id)
+    url = unseal(sealed, seal_key_path()) if sealed else None
+    parts = steps.deliver(recipient_delivery(config, put_url=url, env=portability.source_env()))
+    Deliveries(store).record(
+        req.request_id,
+        [
+            DeliveredPart(Path(p.location).name, redact(p.location), p.bytes, p.sha256)
+            for p in parts
+        ],
+        actor="dagster",
+        recipient=config.name,
+    )
+    return parts
