@@ -83,21 +83,25 @@ def world_services(world: Path | None) -> Iterator[Mapping[str, str]]:
 def export_one(
     request: ExportRequest,
     datamap: Path,
-    out: Path,
+    out: Path | str,
     staging: Path,
     env: Mapping[str, str],
     quiet: bool = False,
 ) -> ExportResult:
     from engine.datamap import ConfigError
     from engine.export import ExportFailed, run_export
-    from exporters.delivery import LocalFolderDelivery
+    from exporters.delivery import open_delivery
 
+    try:
+        delivery = open_delivery(out)
+    except ValueError as err:  # a malformed s3:// URL: its parameter is named
+        fail(f"--out: {err}")
     try:
         dm = load_datamap(datamap)
         return run_export(
             request,
             dm,
-            LocalFolderDelivery(out),
+            delivery,
             staging_root=staging,
             env=env,
             progress=None if quiet else progress_printer(),
@@ -142,7 +146,12 @@ def main() -> None:
     show_default=True,
     help="comma-separated: json, csv, parquet",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+@click.option(
+    "--out",
+    default=str(DEFAULT_OUT),
+    show_default=True,
+    help="a folder, or s3://bucket/prefix?endpoint_url=...&sse=... (S3 delivery)",
+)
 @click.option(
     "--datamap", type=click.Path(path_type=Path), default=DEFAULT_DATAMAP, show_default=True
 )
@@ -180,7 +189,7 @@ def export(
     identity_file: click.utils.LazyFile | None,
     request_type: str,
     formats: str,
-    out: Path,
+    out: str,
     datamap: Path,
     env_file: Path | None,
     world: Path | None,

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import boto3
+
 from engine.datamap import DEFAULT_DATAMAP
 from tests.world_fixtures import Demo
 
@@ -127,3 +129,23 @@ def test_the_command_loads_the_export_machinery_only_to_export() -> None:
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_export_to_s3_in_parts(
+    demo: Demo, tmp_path: Path, moto_endpoint: str, s3_bucket: str
+) -> None:
+    email = json.loads((demo.root / "world.json").read_text())["edge_cases"]["heavy_user"]
+    target = f"s3://{s3_bucket}/cli?endpoint_url={moto_endpoint}"
+    r = run(
+        "export", "--email", email["emails"][0], "--world", str(demo.root),
+        "--out", target, "--max-part-size", str(256 * 1024),
+        "--staging", str(tmp_path / "staging"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    parts = [line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("part ")]
+    assert len(parts) >= 3 and all(p.startswith(f"s3://{s3_bucket}/cli/") for p in parts)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert keys == sorted(p.split("/", 3)[3] for p in parts)
+    bad = run("export", "--email", "a@b.example", "--out", "s3://b/p?nonsense=1")
+    assert bad.returncode == 2 and "--out: unknown parameter 'nonsense'" in bad.stderr
