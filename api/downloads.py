@@ -14,6 +14,11 @@ the API: after the same checks, and that the object is under the configured buck
 prefix, the answer is a 307 redirect to a presigned GET URL valid a few minutes
 (``PORTABILITY_API_REDIRECT_TTL``, 300 s), so the API's link stays the one that expires,
 can be revoked, and is logged.
+A split archive has a link per part (``<request id>~<part>.<expiry>.<mac>``; the MAC
+covers the part). Each part delivered is recorded (``request_deliveries``) with its hash,
+expiry and download count: a download after the part's expiry, after retention deleted
+it, or past ``PORTABILITY_MAX_DOWNLOADS`` gets 410; a resumed download (a ``Range`` not
+starting at byte 0) is not counted again.
 A forged, altered or expired link gets 403 and an unknown archive 404, with the same
 wording whatever the cause. The response is signed like every other one, from the
 archive's SHA-256 recorded at delivery (so nothing is read twice): a client verifies
@@ -140,21 +145,26 @@ def download(token: str, request: Request) -> Response:
         req = None
     if req is None or req.state != State.COMPLETED or not req.result_location or req.transfer_to:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
-    parts = Deliveries(services.store).of(request_id, CONTROLLER)
-    if parts:  # recorded part by part: each has its hash, expiry and download count
-        part = next((p for p in parts if p.part == number), None)
-        if part is None:
-            raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
-        if not Deliveries(services.store).use(part.id):
-            raise ApiError(410, _SPENT, [Detail("results", "gone", _SPENT)])
+    deliveries = Deliveries(services.store)
+    parts = deliveries.of(request_id, CONTROLLER)
+    part = next((p for p in parts if p.part == number), None)
+    if part is not None:  # recorded part by part: each has its hash, expiry and uses
         location, sha256, name = part.location, part.sha256, part.name
-    elif number == 1 and req.result_sha256:  # completed before deliveries were recorded
+    elif not parts and number == 1 and req.result_sha256:  # completed before parts were kept
         location, sha256, name = req.result_location, req.result_sha256, f"{request_id}.zip"
     else:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+    if part is not None and part.deleted_at is not None:
+        raise ApiError(410, _SPENT, [Detail("results", "gone", _SPENT)])
     path = _locate(location, services)
     if path is None:
         raise ApiError(404, _GONE, [Detail("results", "not_available", _GONE)])
+    if part is not None:  # a download counts once: a resumed one (Range past 0) is not
+        resumed = (
+            not request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
+        )
+        if not (deliveries.live(part.id) if resumed else deliveries.use(part.id)):
+            raise ApiError(410, _SPENT, [Detail("results", "gone", _SPENT)])
     digest = bytes.fromhex(sha256)
     headers = {
         DOMAIN_HEADER: services.signer.domain,

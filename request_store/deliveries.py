@@ -149,6 +149,13 @@ class Deliveries:
         with self._writer.begin() as conn:
             return conn.execute(update).rowcount == 1
 
+    def live(self, row_id: int) -> bool:
+        """Whether a part may still be served (not deleted, not expired), uncounted."""
+        live = DEL.c.expires_at.is_(None) | (DEL.c.expires_at > self.store.now())
+        query = sa.select(DEL.c.id).where(DEL.c.id == row_id, DEL.c.deleted_at.is_(None), live)
+        with self._engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def _rows(self, *where: sa.ColumnElement[bool], order: tuple) -> list[DeliveryRow]:
         query = sa.select(DEL).where(*where).order_by(*order)
         with self._engine.connect() as conn:

@@ -179,11 +179,21 @@ def test_a_split_encrypted_export_is_listed_by_part_and_each_link_is_used_as_all
             assert plain.returncode == 0
             with zipfile.ZipFile(io.BytesIO(plain.stdout)) as z:
                 entries |= set(z.namelist())
-            again = api.client.get(httpx.URL(part["results_url"]).path)
-            assert again.status_code == 410  # one download allowed per part
+            path = httpx.URL(part["results_url"]).path
+            resumed = api.client.get(path, headers={"Range": "bytes=100-"})
+            assert resumed.status_code == 206 and resumed.content == got.content[100:]
+            assert api.client.get(path).status_code == 410  # one download allowed per part
         assert {"parts.json", "manifest.json", "data/personal.json"} <= entries
         trail = [e.event for e in location.store.events(run.partition_key)]
         assert trail.count("delivered") == len(parts)
+        # retention deleted the parts: even a resumed download is refused
+        with location.store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE request_deliveries SET expires_at = '2000-01-01'")
+        location.defs.resolve_job_def("apply_retention").execute_in_process(
+            instance=location.instance
+        )
+        last = httpx.URL(parts[-1]["results_url"]).path
+        assert api.client.get(last, headers={"Range": "bytes=10-"}).status_code == 410
     finally:
         api.client.close()
         api.services.close()
