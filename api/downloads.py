@@ -18,7 +18,7 @@ A split archive has a link per part (``<request id>~<part>.<expiry>.<mac>``; the
 covers the part). Each part delivered is recorded (``request_deliveries``) with its hash,
 expiry and download count: a download after the part's expiry, after retention deleted
 it, or past ``PORTABILITY_MAX_DOWNLOADS`` gets 410; a resumed download (a ``Range`` not
-starting at byte 0) is not counted again.
+starting at byte 0) within 24 h of a counted one is not counted again.
 A forged, altered or expired link gets 403 and an unknown archive 404, with the same
 wording whatever the cause. The response is signed like every other one, from the
 archive's SHA-256 recorded at delivery (so nothing is read twice): a client verifies
@@ -163,7 +163,7 @@ def download(token: str, request: Request) -> Response:
         resumed = (
             not request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
         )
-        if not (deliveries.live(part.id) if resumed else deliveries.use(part.id)):
+        if not (deliveries.resumable(part.id) if resumed else deliveries.use(part.id)):
             raise ApiError(410, _SPENT, [Detail("results", "gone", _SPENT)])
     digest = bytes.fromhex(sha256)
     headers = {

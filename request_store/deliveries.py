@@ -10,14 +10,16 @@
 - ``deleted()`` marks a part deleted by retention (event ``archive_deleted``, with the
   same name, size and hash: the trail keeps what was delivered and deleted, never data);
 - ``use()`` counts a download, refusing one past the limit, the expiry or deletion, in one
-  compare-and-set so that two concurrent downloads cannot both take the last use.
+  compare-and-set so that two concurrent downloads cannot both take the last use;
+  ``resumable()`` lets a counted download be resumed (a ``Range`` past byte 0) for 24 h
+  without counting it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -28,6 +30,7 @@ from request_store.store import RequestStore
 
 DEL = t.request_deliveries
 CONTROLLER = "controller"  # the recipient of the controller's own delivery
+RESUME_WINDOW = timedelta(hours=24)  # a counted download may be resumed this long
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class DeliveryRow:
     deleted_at: datetime | None
     downloads: int
     max_downloads: int | None
+    last_download_at: datetime | None
 
 
 class Deliveries:
@@ -144,15 +148,20 @@ class Deliveries:
         update = (
             DEL.update()
             .where(DEL.c.id == row_id, DEL.c.deleted_at.is_(None), allowed, live)
-            .values(downloads=DEL.c.downloads + 1)
+            .values(downloads=DEL.c.downloads + 1, last_download_at=self.store.now())
         )
         with self._writer.begin() as conn:
             return conn.execute(update).rowcount == 1
 
-    def live(self, row_id: int) -> bool:
-        """Whether a part may still be served (not deleted, not expired), uncounted."""
-        live = DEL.c.expires_at.is_(None) | (DEL.c.expires_at > self.store.now())
-        query = sa.select(DEL.c.id).where(DEL.c.id == row_id, DEL.c.deleted_at.is_(None), live)
+    def resumable(self, row_id: int) -> bool:
+        """Whether a download of a part may be resumed uncounted: the part is live, and
+        when its downloads are limited, one was counted within ``RESUME_WINDOW``."""
+        now = self.store.now()
+        live = DEL.c.expires_at.is_(None) | (DEL.c.expires_at > now)
+        recent = DEL.c.max_downloads.is_(None) | (DEL.c.last_download_at > now - RESUME_WINDOW)
+        query = sa.select(DEL.c.id).where(
+            DEL.c.id == row_id, DEL.c.deleted_at.is_(None), live, recent
+        )
         with self._engine.connect() as conn:
             return conn.execute(query).first() is not None
 

@@ -169,6 +169,7 @@ request_deliveries = sa.Table(
     sa.Column("deleted_at", UTCDateTime),
     sa.Column("downloads", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_downloads", sa.Integer),
+    sa.Column("last_download_at", UTCDateTime),
     sa.UniqueConstraint("request_id", "recipient", "part", name="uq_deliveries_part"),
     sa.Index("ix_deliveries_expiry", "deleted_at", "expires_at"),
     sqlite_autoincrement=True,

@@ -535,9 +535,13 @@ def test_deliveries_are_recorded_used_expired_and_deleted_in_the_trail(
     again = deliveries.record(rid, parts, actor="dagster", expires_at=expires, max_downloads=2)
     assert len(deliveries.of(rid)) == 2 and again[0].id != rows[0].id  # a retry replaces
     first = again[0].id
+    assert not deliveries.resumable(first)  # limited, and nothing counted yet
     assert deliveries.use(first) and deliveries.use(first) and not deliveries.use(first)
+    assert deliveries.resumable(first)  # a counted download may be resumed ...
+    clock.advance(hours=25)
+    assert not deliveries.resumable(first)  # ... for a day
     assert deliveries.held() == deliveries.of(rid) and deliveries.expired() == []
-    clock.advance(days=30)
+    clock.advance(days=29)
     expired = deliveries.expired()
     assert [r.part for r in expired] == [1, 2]
     assert deliveries.deleted(expired[0], actor="retention")
