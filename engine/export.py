@@ -24,7 +24,7 @@ from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry, default_registry
 from engine.staging import MEMORY_LIMIT, Staging
 from exporters.delivery import Delivered, Delivery
-from exporters.package import DatasetInput, FileInput, Packing, pack_parts
+from exporters.package import ArchiveContent, DatasetInput, FileInput, Packing, pack_parts
 from exporters.parts import Part
 
 DEFAULT_REGISTER = Path(__file__).resolve().parent.parent / "config" / "processing-register.yaml"
@@ -181,10 +181,7 @@ def pack_extraction(
     files = [FileInput(f.archive_path, staging.path / f.archive_path, f.size) for f in ex.files]
     notices = notices_for(staging, request.as_of)
     notes = {s.name: s.source_note for s in dm.systems if s.source_note}
-    return pack_parts(
-        archive,
-        max_part_bytes=request.max_part_bytes,
-        part_stem=request.request_id,
+    content = ArchiveContent(
         as_of=request.as_of,
         formats=request.formats,
         datasets=datasets,
@@ -193,6 +190,9 @@ def pack_extraction(
         register=register,
         source_notes=notes,
         package_name="personal-data-export",
+    )
+    return pack_parts(
+        archive, content, max_part_bytes=request.max_part_bytes, part_stem=request.request_id
     )
 
 

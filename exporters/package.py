@@ -85,37 +85,33 @@ class _Index:
         ]
 
 
-def pack(
-    target: Path,
-    *,
-    as_of: Any,
-    formats: tuple[str, ...],
-    datasets: list[DatasetInput],
-    files: list[FileInput],
-    manifest: Callable[[dict[str, list[str]]], dict[str, Any]],
-    register: dict[str, Any],
-    source_notes: dict[str, str],
-    package_name: str,
-) -> tuple[list[EntryInfo], dict[str, Any]]:
-    """Write the archive; ``manifest`` is called with dataset -> data file paths."""
-    inputs = (as_of, formats, datasets, files, manifest, register, source_notes, package_name)
-    entries, index = _write(target, *inputs)
+@dataclass(frozen=True)
+class ArchiveContent:
+    """What goes into an export's archive; ``manifest`` is called with dataset -> data
+    file paths once the data files are written."""
+
+    as_of: Any
+    formats: tuple[str, ...]
+    datasets: list[DatasetInput]
+    files: list[FileInput]
+    manifest: Callable[[dict[str, list[str]]], dict[str, Any]]
+    register: dict[str, Any]
+    source_notes: dict[str, str]
+    package_name: str
+
+
+def pack(target: Path, content: ArchiveContent) -> tuple[list[EntryInfo], dict[str, Any]]:
+    """Write the archive as one ZIP; its entries and manifest."""
+    entries, index = _write(target, content)
     return entries, index.manifest
 
 
 def pack_parts(
     target: Path,
+    content: ArchiveContent,
     *,
     max_part_bytes: int | None,
     part_stem: str | None = None,
-    as_of: Any,
-    formats: tuple[str, ...],
-    datasets: list[DatasetInput],
-    files: list[FileInput],
-    manifest: Callable[[dict[str, list[str]]], dict[str, Any]],
-    register: dict[str, Any],
-    source_notes: dict[str, str],
-    package_name: str,
 ) -> Packing:
     """Write the export as ``target`` or, past ``max_part_bytes``, as parts beside it:
     ``<part_stem>-001.zip`` ... (default stem: ``target``'s), removing any an earlier
@@ -127,34 +123,26 @@ def pack_parts(
     for old in target.parent.iterdir():
         if re.fullmatch(re.escape(stem) + r"-\d{3,}\.zip", old.name):
             old.unlink()
-    inputs = (as_of, formats, datasets, files, manifest, register, source_notes, package_name)
-    entries, index = _write(target, *inputs)
+    entries, index = _write(target, content)
     size = target.stat().st_size
     if max_part_bytes is None or size <= max_part_bytes:
         names = tuple(e.arcname for e in entries)
         one = Part(1, f"{stem}.zip", target, size, file_sha256(target), names)
         return Packing([one], entries, index.manifest)
-    parts = split_archive(target, index, max_part_bytes=max_part_bytes, timestamp=as_of, stem=stem)
+    parts = split_archive(
+        target, index, max_part_bytes=max_part_bytes, timestamp=content.as_of, stem=stem
+    )
     man = {**index.manifest, "parts": manifest_parts([p.name for p in parts])}
     return Packing(parts, entries, man)
 
 
-def _write(
-    target: Path,
-    as_of: Any,
-    formats: tuple[str, ...],
-    datasets: list[DatasetInput],
-    files: list[FileInput],
-    manifest: Callable[[dict[str, list[str]]], dict[str, Any]],
-    register: dict[str, Any],
-    notes: dict[str, str],
-    package_name: str,
-) -> tuple[list[EntryInfo], _Index]:
+def _write(target: Path, content: ArchiveContent) -> tuple[list[EntryInfo], _Index]:
+    c = content
     data_files: dict[str, list[str]] = {}
     resources: list[dict[str, Any]] = []
-    with ArchiveWriter(target, timestamp=as_of) as zw:
-        for ds in datasets:
-            for fmt in formats:
+    with ArchiveWriter(target, timestamp=c.as_of) as zw:
+        for ds in c.datasets:
+            for fmt in c.formats:
                 write, ext, _media = FORMATS[fmt]
                 arc = f"data/{ds.name}.{ext}"
                 with zw.open(arc, compress=fmt != "parquet") as out:
@@ -174,20 +162,22 @@ def _write(
                         description=ds.description,
                     )
                 )
-        for f in files:
+        for f in c.files:
             with open(f.staged, "rb") as src:
                 zw.add_stream(f.archive_path, src, size=f.size)
-        man = manifest(data_files)
+        man = c.manifest(data_files)
         desc = datapackage.descriptor(
-            name=package_name,
+            name=c.package_name,
             title="Personal data export",
             created=man["as_of"],
             resources=resources,
             description=man["statement"],
         )
-        titles = {ds.name: (ds.title, ds.description) for ds in datasets}
-        schemas = [(f"schemas/{ds.schema_file}", _json(ds.schema_doc)) for ds in datasets]
-        index = _Index(man, desc, schemas, lambda m: render_readme(m, register, titles, notes))
+        titles = {ds.name: (ds.title, ds.description) for ds in c.datasets}
+        schemas = [(f"schemas/{ds.schema_file}", _json(ds.schema_doc)) for ds in c.datasets]
+        index = _Index(
+            man, desc, schemas, lambda m: render_readme(m, c.register, titles, c.source_notes)
+        )
         for name, data in index():
             zw.add_bytes(name, data)
         entries = list(zw.entries)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 
 from engine.export import load_register
-from exporters.package import DatasetInput, FileInput, Packing, pack, pack_parts
+from exporters.package import ArchiveContent, DatasetInput, FileInput, Packing, pack, pack_parts
 
 AS_OF = datetime(2026, 7, 1, 12, 0, 0, tzinfo=UTC)
 KB, MB = 1024, 1 << 20
@@ -46,7 +46,7 @@ def _dataset(name: str, rows: int, rnd: random.Random, about: str = "") -> Datas
     )  # fmt: skip
 
 
-def _inputs(folder: Path, extra: dict[str, int] | None = None, about: str = "") -> dict[str, Any]:
+def _inputs(folder: Path, extra: dict[str, int] | None = None, about: str = "") -> ArchiveContent:
     """Two datasets and customer files (``extra``: more files, name -> random bytes)."""
     rnd = random.Random(11)
     blobs = {
@@ -83,15 +83,15 @@ def _inputs(folder: Path, extra: dict[str, int] | None = None, about: str = "") 
             "notices": [],
         }
 
-    return dict(as_of=AS_OF, formats=("json", "csv", "parquet"), datasets=datasets, files=files,
-                manifest=manifest, register=load_register(), source_notes={},
-                package_name="personal-data-export")  # fmt: skip
+    return ArchiveContent(as_of=AS_OF, formats=("json", "csv", "parquet"), datasets=datasets,
+                          files=files, manifest=manifest, register=load_register(),
+                          source_notes={}, package_name="personal-data-export")  # fmt: skip
 
 
-def _pack(folder: Path, inputs: dict[str, Any], limit: int | None) -> Packing:
+def _pack(folder: Path, inputs: ArchiveContent, limit: int | None) -> Packing:
     (folder / "out").mkdir(parents=True, exist_ok=True)
     target = folder / "out" / "archive.zip"
-    return pack_parts(target, max_part_bytes=limit, part_stem="req-1", **inputs)
+    return pack_parts(target, inputs, max_part_bytes=limit, part_stem="req-1")
 
 
 def _contents(path: Path) -> dict[str, str]:
@@ -113,7 +113,7 @@ def _unzip_test(path: Path) -> None:
 def split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Packing, Path]:
     tmp = tmp_path_factory.mktemp("split")
     inputs = _inputs(tmp)
-    pack(tmp / "whole.zip", **inputs)
+    pack(tmp / "whole.zip", inputs)
     return _pack(tmp, inputs, LIMIT), tmp / "whole.zip"
 
 
@@ -173,7 +173,7 @@ def test_part_list_in_part_one(split: tuple[Packing, Path]) -> None:
 
 def test_no_limit_or_room_enough_gives_todays_archive(tmp_path: Path) -> None:
     inputs = _inputs(tmp_path)
-    pack(tmp_path / "today.zip", **inputs)
+    pack(tmp_path / "today.zip", inputs)
     today = (tmp_path / "today.zip").read_bytes()
     for i, limit in enumerate((None, len(today), 2_000_000_000)):
         packing = _pack(tmp_path / str(i), inputs, limit)
