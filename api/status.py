@@ -113,7 +113,7 @@ class StatusView:
 
     def _transfer(self, req: StoredRequest) -> dict:
         name = str(req.transfer_to)
-        parts = [p for p in self.parts_of(req.request_id, name) if p.recipient == name]
+        parts = self.parts_of(req.request_id, name)
         label = self.labels.get(name)
         return {
             "recipient": name,
