@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from engine.connectors.base import Connector, Lookup, SourceError
 from engine.datamap.graph import entity_waves
-from engine.datamap.model import DataMap, Entity
+from engine.datamap.model import DataMap, Entity, Match
 from engine.normalize.mapping import normalize_batch
 from engine.normalize.redact import Redactor
 from engine.request import ExportRequest
@@ -186,54 +186,32 @@ class Extractor:
                 self.result.records[o.dataset] = self.result.records.get(o.dataset, 0) + o.records
 
     def _lookups(self, entity: Entity) -> list[Lookup]:
-        out = []
-        for m in entity.match:
-            values = self.keys.get(m.key, set())
-            if m.casefold:
-                values = {v.casefold() for v in values}
-            if values:
-                out.append(Lookup(m.column, sorted(values), m.casefold))
-        return out
+        return [lk for m in entity.match if (lk := self.lookup_for(m)) is not None]
+
+    def lookup_for(self, match: Match) -> Lookup | None:
+        """The lookup of one of an entity's match columns, or None without keys for it."""
+        values = self.keys.get(match.key, set())
+        if match.casefold:
+            values = {v.casefold() for v in values}
+        return Lookup(match.column, sorted(values), match.casefold) if values else None
 
     def _read(self, entity: Entity, outcome: SourceOutcome) -> list[Violation]:
         """Fetch, normalize, check and stage one entity; the rules its records broke."""
         lookups = self._lookups(entity)
-        violations: list[Violation] = []
         if not lookups:
-            return violations
-        assert entity.dataset is not None
-        schema = self.schemas[entity.dataset]
-        connector = self.connectors[entity.system]
+            return []
+        reader = self.entity_reader(entity, outcome, several_lookups=len(lookups) > 1)
         columns = entity.source_columns()
-        seen: set[object] | None = set() if len(lookups) > 1 and entity.primary_key else None
         for lookup in lookups:
-            for batch in connector.fetch(entity.options, lookup, columns):
-                if seen is not None:
-                    batch = _drop_seen(batch, entity.primary_key or "", seen)
-                if batch.num_rows == 0:
-                    continue
-                self._collect_keys(entity, batch)
-                if entity.files:
-                    batch = self._stage_files(entity, connector, batch)
-                norm, failures = normalize_batch(
-                    batch, entity, schema, self.request.request_type, self._redactor_for(entity)
-                )
-                bad = [
-                    Violation(entity.ref, entity.dataset, f.field, f.rule, f.count)
-                    for f in failures
-                ]
-                bad += [
-                    Violation(entity.ref, entity.dataset, v.field, v.rule, v.count)
-                    for v in schema.compiled.validate(norm)
-                ]
-                if bad:
-                    violations.extend(bad)
-                    continue
-                self._collect_own(entity.dataset, norm)
-                self.staging.write(entity.dataset, entity.ref, norm)
-                outcome.records += norm.num_rows
-        outcome.status = "found" if outcome.records else "none"
-        return violations
+            for batch in reader.connector.fetch(entity.options, lookup, columns):
+                reader.take(batch)
+        return reader.finish()
+
+    def entity_reader(
+        self, entity: Entity, outcome: SourceOutcome, *, several_lookups: bool
+    ) -> EntityReader:
+        """What reads one entity's fetched batches into this subject's staging area."""
+        return EntityReader(self, entity, outcome, several_lookups)
 
     def _collect_keys(self, entity: Entity, batch: pa.RecordBatch) -> None:
         for key, column in entity.yields.items():
@@ -315,6 +293,64 @@ class Extractor:
         }
         cols = {n: batch.column(n) for n in batch.schema.names} | extra
         return pa.RecordBatch.from_arrays(list(cols.values()), names=list(cols))
+
+
+class EntityReader:
+    """One entity's rows for one subject: batches in, in fetch order; records staged.
+
+    Rows met by several lookups (the same primary key) are taken once. ``take`` runs the
+    whole per-batch path: keys yielded, files staged, normalized, checked, staged.
+    """
+
+    def __init__(
+        self, ex: Extractor, entity: Entity, outcome: SourceOutcome, several_lookups: bool
+    ) -> None:
+        assert entity.dataset is not None
+        self.ex = ex
+        self.entity = entity
+        self.dataset: str = entity.dataset
+        self.outcome = outcome
+        self.schema = ex.schemas[entity.dataset]
+        self.connector = ex.connectors[entity.system]
+        self.seen: set[object] | None = set() if several_lookups and entity.primary_key else None
+        self.violations: list[Violation] = []
+
+    def take(self, batch: pa.RecordBatch) -> None:
+        ex, entity = self.ex, self.entity
+        batch = self.fresh(batch)
+        if batch.num_rows == 0:
+            return
+        ex._collect_keys(entity, batch)
+        if entity.files:
+            batch = ex._stage_files(entity, self.connector, batch)
+        norm, failures = normalize_batch(
+            batch, entity, self.schema, ex.request.request_type, ex._redactor_for(entity)
+        )
+        bad = [Violation(entity.ref, self.dataset, f.field, f.rule, f.count) for f in failures]
+        bad += [
+            Violation(entity.ref, self.dataset, v.field, v.rule, v.count)
+            for v in self.schema.compiled.validate(norm)
+        ]
+        if bad:
+            self.violations.extend(bad)
+            return
+        self.stage(norm)
+
+    def fresh(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch without rows an earlier lookup of this entity already gave."""
+        if self.seen is None:
+            return batch
+        return _drop_seen(batch, self.entity.primary_key or "", self.seen)
+
+    def stage(self, norm: pa.RecordBatch) -> None:
+        """Stage records already normalized and checked (their keys collected)."""
+        self.ex._collect_own(self.dataset, norm)
+        self.ex.staging.write(self.dataset, self.entity.ref, norm)
+        self.outcome.records += norm.num_rows
+
+    def finish(self) -> list[Violation]:
+        self.outcome.status = "found" if self.outcome.records else "none"
+        return self.violations
 
 
 def _drop_seen(batch: pa.RecordBatch, pk: str, seen: set[object]) -> pa.RecordBatch:

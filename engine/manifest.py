@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 from typing import Any
 
@@ -26,7 +27,9 @@ REDACTION_REASON = (
 )
 
 
+@functools.cache
 def generator() -> str:
+    """This program and its version (read once: the package metadata lookup is slow)."""
     try:
         return f"infuze-portability {metadata.version('infuze-portability')}"
     except metadata.PackageNotFoundError:

@@ -1,7 +1,8 @@
 """The private per-request staging area: where extracted data waits to be packed.
 
-``<root>/<request_id>/`` with mode 0700, holding ``datasets/<dataset>/<entity>.parquet``,
-``files/`` (customer files under their archive names) and the archive being built.
+``<root>/<request_id>/`` with mode 0700, holding ``datasets/<dataset>/<entity>.parquet``
+(once records spill), ``files/`` (customer files under their archive names) and the
+archive being built.
 It is removed when the request ends, delivered or not.
 
 A typical subject's records are small: they stay in memory as Arrow batches until they
@@ -39,10 +40,7 @@ class Staging:
         if self.path.exists() and not resume:  # a crashed earlier attempt: start clean
             shutil.rmtree(self.path)
         self.path.mkdir(mode=0o700, exist_ok=True)
-        self.datasets = self.path / "datasets"
-        self.files = self.path / "files"
-        self.datasets.mkdir(mode=0o700, exist_ok=True)
-        self.files.mkdir(mode=0o700, exist_ok=True)
+        self.datasets = self.path / "datasets"  # made when a batch first spills
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
         self._memory_bytes = 0
@@ -75,6 +73,7 @@ class Staging:
         writer = self._writers.get(key)
         if writer is None:
             path = self.dataset_file(*key)
+            self.datasets.mkdir(exist_ok=True, mode=0o700)
             path.parent.mkdir(exist_ok=True, mode=0o700)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # private
             writer = pq.ParquetWriter(path, batch.schema, compression="zstd")

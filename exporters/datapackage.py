@@ -116,6 +116,19 @@ def table_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
     return {"fields": fields, "missingValues": [""]}
 
 
+_SCHEMAS: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _table_schema_of(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """``table_schema`` of a schema document, worked out once per document (a batch
+    export asks for the same few thousands of times); a fresh top level each call."""
+    hit = _SCHEMAS.get(id(json_schema))
+    if hit is None or hit[0] is not json_schema:
+        hit = (json_schema, table_schema(json_schema))
+        _SCHEMAS[id(json_schema)] = hit
+    return dict(hit[1])
+
+
 def _check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"{name!r}: names are lower-case letters, digits and - _ . /")
@@ -139,7 +152,7 @@ def resource(
         raise ValueError(f"unknown format {fmt!r}")
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError("sha256 must be 64 lower-case hex digits")
-    schema = table_schema(json_schema)
+    schema = _table_schema_of(json_schema)
     if fmt != "csv":  # real nulls: an empty string is a value, not a missing one
         schema["missingValues"] = []
     res: dict[str, Any] = {

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.connectors.base import Lookup, SourceError
-from engine.connectors.parquet import ParquetConnector, bucket_folder, bucket_of
+from engine.connectors.parquet import ParquetConnector, _may_hold, bucket_folder, bucket_of
 
 BUCKETS = 64
 ENTITY = {
@@ -123,6 +123,25 @@ def test_only_the_values_buckets_are_opened(lake) -> None:  # type: ignore[no-un
     with pytest.raises(SourceError, match="read failed") as info:  # a full scan meets them
         _read(conn, ENTITY, Lookup("event_id", ["evt_000000000001"]), ["event_id"])
     assert "evt_000000000001" not in str(info.value)
+
+
+def test_many_values_read_only_row_groups_that_may_hold_them(tmp_path: Path) -> None:
+    """A lookup of many accounts (a batch export) gives the rows, in the order, of a
+    scan without pruning, while reading only row groups whose statistics admit a value."""
+    root, table = tmp_path, _events(_accounts(300), 40)
+    files = _write_lake(root, table, row_group_size=50)
+    accounts = sorted(set(table["account_id"].to_pylist()))[::7]  # 43 of 300
+    conn = ParquetConnector("lake", str(root))
+    got = _read(conn, ENTITY, Lookup("account_id", accounts), COLUMNS)
+    unbucketed = {"path": "events"}  # every file, Arrow's own filter, no pruning of ours
+    want = _read(conn, unbucketed, Lookup("account_id", accounts), COLUMNS)
+    assert got.num_rows == 43 * 40 and got.equals(want)
+    frag = next(iter(ds.dataset(next(iter(files.values())), format="parquet").get_fragments()))
+    frag.ensure_complete_metadata()
+    ids = sorted(set(pq.read_table(frag.path)["account_id"].to_pylist()))
+    kept = _may_hold(frag, "account_id", [ids[0]])
+    assert kept is not None and 0 < len(kept.row_groups) < frag.num_row_groups
+    assert _may_hold(frag, "account_id", ["zzz"]) is None
 
 
 def test_full_scan_without_bucketing_and_on_other_columns(lake) -> None:  # type: ignore[no-untyped-def]

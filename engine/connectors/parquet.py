@@ -8,13 +8,16 @@ Entity: ``{"path": "events", "bucketing": {"column": "account_id", "buckets": 64
 With bucketing, and a lookup on the bucketing column, a fetch computes each value's
 bucket (``zlib.crc32(value.encode()) % buckets``, folder ``bucket=NN``) and opens only
 those files; otherwise the whole dataset is scanned. Either way the scan pushes
-``column IN values`` down to Parquet, so row-group statistics skip row groups that cannot
-hold a value (the lake's files are sorted by account), and reads only ``columns``.
+``column IN values`` down to Parquet and reads only ``columns``. Row groups whose
+statistics show they hold none of the values are skipped before the scan (the lake's
+files are sorted by account): Arrow's own pruning gives up on a long ``IN`` list, which
+made a lookup of 100 accounts read whole buckets (measured: 2.8 s, then 0.1 s).
 Credentials for S3 come from the standard AWS environment variables.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import posixpath
 import threading
@@ -73,6 +76,8 @@ class ParquetConnector:
     """A folder of Parquet datasets, one entity per sub-folder."""
 
     kind = "parquet"
+    bulk_lookup = True  # one scan serves many subjects: a batch export splits the rows
+    max_lookup_values = None  # any number of values in one scan
 
     def __init__(
         self,
@@ -158,7 +163,7 @@ class ParquetConnector:
             files = self._bucket_files(folder, buckets)
             if not files:
                 return
-            dataset = self._files_dataset(files)
+            dataset = self._files_dataset(files, lookup, values)
         schema = dataset.schema
         missing = [c for c in (*columns, lookup.column) if c not in schema.names]
         if missing:
@@ -208,10 +213,17 @@ class ParquetConnector:
                     files.append(info)
         return sorted(files, key=lambda i: i.path)
 
-    def _files_dataset(self, files: list[pafs.FileInfo]) -> ds.Dataset:
-        """A dataset of listed files; their sizes are known, which saves a HEAD per file."""
+    def _files_dataset(
+        self, files: list[pafs.FileInfo], lookup: Lookup, values: list[str]
+    ) -> ds.Dataset:
+        """A dataset of the listed files' row groups that may hold a value (their sizes
+        are known, which saves a HEAD per file)."""
         frags = [self._fragment(f) for f in files]
-        return ds.FileSystemDataset(frags, frags[0].physical_schema, self._format, self.fs)
+        schema = frags[0].physical_schema
+        if not lookup.casefold:
+            wanted = sorted(values)
+            frags = [f for f in (_may_hold(f, lookup.column, wanted) for f in frags) if f]
+        return ds.FileSystemDataset(frags, schema, self._format, self.fs)
 
     def _fragment(self, info: pafs.FileInfo) -> ds.ParquetFileFragment:
         """The file's fragment with its footer parsed, kept while path, size and mtime stay.
@@ -243,3 +255,26 @@ class ParquetConnector:
             raise SourceError(
                 self.name, f"{label}: lookup values do not fit the type {type_} of the column"
             ) from None
+
+
+def _may_hold(
+    frag: ds.ParquetFileFragment, column: str, values: list[str]
+) -> ds.ParquetFileFragment | None:
+    """The fragment cut to the row groups whose min/max of a string ``column`` admit one
+    of the sorted ``values`` (UTF-8 byte order is code point order); None if none do."""
+    meta = frag.metadata
+    index = meta.schema.to_arrow_schema().get_field_index(column)
+    if index < 0 or not pa.types.is_string(meta.schema.to_arrow_schema().field(index).type):
+        return frag
+    keep = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            keep.append(rg)
+            continue
+        i = bisect.bisect_left(values, stats.min)
+        if i < len(values) and values[i] <= stats.max:
+            keep.append(rg)
+    if not keep:
+        return None
+    return frag if len(keep) == meta.num_row_groups else frag.subset(row_group_ids=keep)

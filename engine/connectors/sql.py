@@ -127,6 +127,7 @@ class SqlConnector:
     """A relational database; entity ``{"table": "people"}`` or ``"schema.table"``."""
 
     kind = "sql"
+    bulk_lookup = True  # one query serves many subjects: a batch export splits the rows
 
     def __init__(
         self,
@@ -150,6 +151,11 @@ class SqlConnector:
     @property
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    @property
+    def max_lookup_values(self) -> int:
+        """Values one query takes; a lookup with more is read in several queries."""
+        return ANY_CHUNK if self.is_postgresql else self.in_chunk
 
     def close(self) -> None:
         self.engine.dispose()
@@ -286,7 +292,7 @@ class SqlConnector:
         columns: list[str],
         values: list[str],
     ) -> Iterator[pa.RecordBatch]:
-        size = ANY_CHUNK if self.is_postgresql else self.in_chunk
+        size = self.max_lookup_values
         try:
             with self.query(schema, table, label, lookup, columns) as (conn, stmt, convs):
                 conn = conn.execution_options(yield_per=self.batch_rows)

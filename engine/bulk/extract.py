@@ -1,0 +1,364 @@
+"""Batched extraction: many subjects read together, one query per entity and match column.
+
+Each subject keeps its own ``Extractor`` (keys, own values, staging area, files), and
+what is staged for a subject is exactly what its single export stages, in the same
+order, so its archive is byte-identical. Only the reading is shared:
+
+* Sources that look up many values in one query (``bulk_lookup``: SQL, Parquet) get one
+  fetch per entity and match column for the union of the subjects' keys, with the match
+  column added. Groups hold at most the connector's ``max_lookup_values`` values and
+  never split a subject. Each row goes to every subject whose keys hold its value. The
+  connector's row order is a function of the rows (SQL orders by every column, Parquet
+  keeps file order), so a subject's rows come in the order its own query gives them.
+* Other sources (HTTP APIs, object stores) are read per subject, ``concurrency`` at a
+  time.
+
+A fetched batch is normalized and checked once for all its subjects when nothing
+depends on the subject (no redaction of others, no files) and it is clean; otherwise
+each subject's rows take the single-export path, which attributes every broken rule.
+
+Case-folded matches compare ``lower(column)`` in the source; outside ASCII a source may
+fold differently from Python, so a subject with a non-ASCII key is read alone, and a
+group whose rows hold non-ASCII match values, or rows matching nobody, is read again
+subject by subject. A subject whose source fails is reported, not its batch: a group
+whose fetch fails on a row is read again in halves down to the subjects it fails for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.connectors.base import Connector, Lookup, SourceError
+from engine.datamap.graph import entity_waves
+from engine.datamap.model import DataMap, Entity, Match
+from engine.extract import EntityReader, Extraction, Extractor, SourceOutcome
+from engine.normalize.mapping import normalize_batch
+from engine.request import ExportRequest
+from engine.schemas import SchemaRegistry
+from engine.staging import Staging
+
+CONCURRENCY = 8  # subjects read at the same time from a source without bulk lookups
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SubjectFailure:
+    """Why a subject's extraction stopped; names and counts only, never a value."""
+
+    reason: str
+    transient: bool = False
+    error: SourceError | None = None
+
+
+@dataclass
+class _Subject:
+    ex: Extractor
+    failure: SubjectFailure | None = None
+    readers: dict[str, EntityReader] = field(default_factory=dict)
+
+
+class _Reread(Exception):
+    """A group's rows cannot be split by key safely: read its subjects one by one."""
+
+
+class BulkExtractor:
+    """Extract many requests at once; each gets its own staging area under ``root``."""
+
+    def __init__(
+        self,
+        requests: Sequence[ExportRequest],
+        datamap: DataMap,
+        schemas: SchemaRegistry,
+        connectors: Mapping[str, Connector],
+        staging_root: Path,
+        *,
+        memory_limit: int,
+        progress: Progress | None = None,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        ids = [r.request_id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a batch holds each request once")
+        self.dm = datamap
+        self.connectors = connectors
+        self.progress = progress or (lambda *_: None)
+        self.concurrency = max(1, concurrency)
+        self.subjects = [
+            _Subject(
+                Extractor(
+                    r,
+                    datamap,
+                    schemas,
+                    connectors,
+                    Staging(staging_root, r.request_id, memory_limit),
+                    workers=1,
+                )
+            )
+            for r in requests
+        ]
+
+    def run(self) -> dict[str, Extraction | SubjectFailure]:
+        """Each request's extraction, or why it failed (in request order).
+
+        The entities of a wave are read at the same time (a lake scan overlaps the
+        payment API's round trips), as a single export reads them; what each subject
+        records is put in data map order once the wave has ended.
+        """
+        for s in self.subjects:
+            s.ex.seed()
+        waves = entity_waves(self.dm)
+        total = sum(len(w) for w in waves)
+        done = 0
+        with (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="bulk") as subjects,
+            ThreadPoolExecutor(max(len(w) for w in waves), thread_name_prefix="wave") as wave_pool,
+        ):
+            for wave in waves:
+                self.progress(f"reading {', '.join(e.ref for e in wave)}", done, total)
+                live = [s for s in self.subjects if s.failure is None]
+                for entity in wave:
+                    self._open(entity, live)
+                reads = [wave_pool.submit(self._read_entity, e, live, subjects) for e in wave]
+                for read in reads:
+                    read.result()
+                for entity in wave:
+                    self._close(entity, live)
+                done += len(wave)
+        self.progress("sources read", total, total)
+        out: dict[str, Extraction | SubjectFailure] = {}
+        for s in self.subjects:
+            s.ex.staging.finish()
+            red = s.ex._redactor
+            s.ex.result.redactions = red.redactions if red else 0
+            out[s.ex.request.request_id] = s.failure or s.ex.result
+        return out
+
+    def staging_of(self, request_id: str) -> Staging:
+        return next(s.ex.staging for s in self.subjects if s.ex.request.request_id == request_id)
+
+    # -- one entity, every subject ---------------------------------------------------
+
+    def _open(self, entity: Entity, live: list[_Subject]) -> None:
+        """Each subject's outcome for the entity, and a reader where it has keys to look up."""
+        assert entity.dataset is not None
+        for s in live:
+            outcome = SourceOutcome(entity.ref, entity.system, entity.dataset)
+            s.ex.result.outcomes.append(outcome)
+            lookups = s.ex._lookups(entity)
+            if lookups:
+                several = len(lookups) > 1
+                s.readers[entity.ref] = s.ex.entity_reader(entity, outcome, several_lookups=several)
+
+    def _read_entity(self, entity: Entity, live: list[_Subject], pool: ThreadPoolExecutor) -> None:
+        readers = [s for s in live if entity.ref in s.readers]
+        conn = self.connectors[entity.system]
+        if entity.files or not getattr(conn, "bulk_lookup", False):
+            self._per_subject(entity, readers, pool)
+        else:
+            for m in entity.match:
+                for group in self._groups(m, readers, getattr(conn, "max_lookup_values", None)):
+                    self._read_group(entity, m, group)
+
+    def _close(self, entity: Entity, live: list[_Subject]) -> None:
+        for s in live:
+            reader = s.readers.pop(entity.ref, None)
+            if reader is None or s.failure is not None:
+                continue
+            s.ex.result.violations.extend(reader.finish())
+            o = reader.outcome
+            if o.records:
+                s.ex.result.records[o.dataset] = s.ex.result.records.get(o.dataset, 0) + o.records
+
+    def _per_subject(
+        self, entity: Entity, subjects: list[_Subject], pool: ThreadPoolExecutor
+    ) -> None:
+        """Each subject's own lookups, as its single export reads them, some at a time."""
+
+        def read(s: _Subject) -> None:
+            reader = s.readers[entity.ref]
+            try:
+                for lookup in s.ex._lookups(entity):
+                    for batch in reader.connector.fetch(
+                        entity.options, lookup, entity.source_columns()
+                    ):
+                        reader.take(batch)
+            except Exception as err:  # one subject's failure is reported, not raised
+                self._fail([s], entity, err)
+
+        if self.concurrency == 1:
+            for s in subjects:
+                read(s)
+            return
+        list(pool.map(read, subjects))
+
+    @staticmethod
+    def _groups(
+        m: Match, subjects: list[_Subject], max_values: int | None
+    ) -> Iterable[list[tuple[_Subject, Lookup]]]:
+        """Subjects with keys for ``m``, in groups of at most ``max_values`` distinct
+        values; a subject needing more (or with a non-ASCII folded key) is alone."""
+        group: list[tuple[_Subject, Lookup]] = []
+        values: set[str] = set()
+        for s in subjects:
+            if s.failure is not None:
+                continue
+            lookup = s.ex.lookup_for(m)
+            if lookup is None:
+                continue
+            if (m.casefold and not all(v.isascii() for v in lookup.values)) or (
+                max_values is not None and len(lookup.values) > max_values
+            ):
+                yield [(s, lookup)]
+                continue
+            if max_values is not None and len(values | set(lookup.values)) > max_values:
+                yield group
+                group, values = [], set()
+            group.append((s, lookup))
+            values.update(lookup.values)
+        if group:
+            yield group
+
+    def _read_group(self, entity: Entity, m: Match, group: list[tuple[_Subject, Lookup]]) -> None:
+        """Read a group's rows and hand them out.
+
+        A fetch that fails for a reason that may lie in one subject's rows (a value the
+        driver cannot read, not an unreachable source) is tried again in halves, so only
+        the subjects whose rows fail are reported.
+        """
+        subjects = [s for s, _ in group]
+        try:
+            if len(group) == 1:
+                s, lookup = group[0]
+                reader = s.readers[entity.ref]
+                for batch in reader.connector.fetch(
+                    entity.options, lookup, entity.source_columns()
+                ):
+                    reader.take(batch)
+                return
+            try:
+                batches = self._fetch_union(entity, m, group)
+            except _Reread:
+                for one in group:
+                    self._read_group(entity, m, [one])
+                return
+            except SourceError as err:
+                if err.transient:
+                    raise
+                half = len(group) // 2
+                self._read_group(entity, m, group[:half])
+                self._read_group(entity, m, group[half:])
+                return
+            for batch, rows in batches:
+                _Split(entity, batch, rows).dispatch()
+        except Exception as err:  # the group's subjects are reported, not raised
+            self._fail(subjects, entity, err)
+
+    def _fetch_union(
+        self, entity: Entity, m: Match, group: list[tuple[_Subject, Lookup]]
+    ) -> list[tuple[pa.RecordBatch, list[tuple[_Subject, list[int]]]]]:
+        """Every batch of the union fetch, each with each subject's rows in it.
+
+        The whole group is fetched before anything is staged, so a group read again
+        subject by subject has staged nothing twice (its memory is the group's rows).
+        """
+        columns = entity.source_columns()
+        fetch_columns = columns if m.column in columns else [*columns, m.column]
+        union = sorted({v for _, lk in group for v in lk.values})
+        lookup = Lookup(m.column, union, m.casefold)
+        wanted = set(union)
+        out = []
+        conn = self.connectors[entity.system]
+        for batch in conn.fetch(entity.options, lookup, fetch_columns):
+            if not batch.num_rows:
+                continue
+            keys = batch.column(m.column).cast(pa.string())
+            if m.casefold:
+                if not pc.all(pc.string_is_ascii(keys)).as_py():
+                    raise _Reread
+                keys = pc.utf8_lower(keys)
+            rows_of: dict[str | None, list[int]] = {}
+            for i, v in enumerate(keys.to_pylist()):
+                rows_of.setdefault(v, []).append(i)
+            if not set(rows_of) <= wanted:
+                raise _Reread  # a row the split would lose or misplace
+            if fetch_columns is not columns:
+                batch = batch.select(columns)
+            rows = []
+            for s, lk in group:
+                found = [rows_of[v] for v in lk.values if v in rows_of]
+                if found:
+                    idx = found[0] if len(found) == 1 else sorted(i for f in found for i in f)
+                    rows.append((s, idx))
+            out.append((batch, rows))
+        return out
+
+    def _fail(self, subjects: list[_Subject], entity: Entity, err: BaseException) -> None:
+        for s in subjects:
+            if s.failure is not None:
+                continue
+            outcome = s.readers[entity.ref].outcome if entity.ref in s.readers else None
+            if isinstance(err, SourceError):
+                s.failure = SubjectFailure(str(err), err.transient, err)
+                if outcome:
+                    outcome.status, outcome.error = "failed", str(err)
+            else:  # a value may sit in the message: the type alone is reported
+                s.failure = SubjectFailure(f"{entity.ref}: unexpected {type(err).__name__}")
+
+
+class _Split:
+    """One fetched batch handed out to the subjects whose keys its rows hold."""
+
+    def __init__(
+        self,
+        entity: Entity,
+        batch: pa.RecordBatch,
+        rows: list[tuple[_Subject, list[int]]],
+    ) -> None:
+        self.entity = entity
+        self.batch = batch
+        self.rows = [(s, idx) for s, idx in rows if s.failure is None]
+
+    def dispatch(self) -> None:
+        norm = self._shared_normalized()
+        pk_values: list[object] | None = None
+        for s, idx in self.rows:
+            reader = s.readers[self.entity.ref]
+            if norm is None:
+                reader.take(self.batch.take(idx))
+                continue
+            if reader.seen is not None:
+                if pk_values is None:
+                    pk_values = self.batch.column(self.entity.primary_key or "").to_pylist()
+                idx = [i for i in idx if _first(reader.seen, pk_values[i])]
+                if not idx:
+                    continue
+            indices = pa.array(idx, pa.int64())
+            s.ex._collect_keys(self.entity, self.batch.take(indices))
+            reader.stage(norm.take(indices))
+
+    def _shared_normalized(self) -> pa.RecordBatch | None:
+        """The batch normalized once for all, or None when each subject must do it."""
+        entity = self.entity
+        if any(f.transform == "redact_others" for f in entity.fields) or not self.rows:
+            return None
+        types = {s.ex.request.request_type for s, _ in self.rows}
+        if len(types) != 1:
+            return None
+        reader = self.rows[0][0].readers[entity.ref]
+        norm, failures = normalize_batch(self.batch, entity, reader.schema, types.pop())
+        if failures or any(True for _ in reader.schema.compiled.validate(norm)):
+            return None  # each subject's own pass names the rules its records broke
+        return norm
+
+
+def _first(seen: set[object], key: object) -> bool:
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
