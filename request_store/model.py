@@ -45,7 +45,11 @@ OPEN_STATES: frozenset[State] = frozenset({State.RECEIVED, State.RUNNING, State.
 # Reaching one of these deletes the request's identities in the same transaction.
 CLOSED_STATES: frozenset[State] = frozenset({State.COMPLETED, State.DENIED, State.CANCELLED})
 
-CHANNELS: tuple[str, ...] = ("portal", "dpo", "schedule")
+# "subscription" and "organisation": requests issued by a recurring export
+# (request_store/subscriptions.py) or an organisation's export (organisations.py)
+CHANNELS: tuple[str, ...] = ("portal", "dpo", "schedule", "subscription", "organisation")
+# "single": run as soon as the sensor sees it; "bulk": waits for the nightly batch
+LANES: tuple[str, ...] = ("single", "bulk")
 REGULATIONS: tuple[str, ...] = ("gdpr",)  # the deadline rule is GDPR's; CCPA's differs
 DEFAULT_CONTROLLER = "default"
 
@@ -73,6 +77,24 @@ class InvalidTransition(StoreError):
 
 class ExtensionRefused(InvalidTransition):
     """Already extended, original deadline passed, or the request is closed."""
+
+
+class BatchNotFound(StoreError, LookupError):
+    """No subscription / organisation export with this id (``what`` names which)."""
+
+    def __init__(self, what: str, ref: str) -> None:
+        super().__init__(f"{what} {ref}: not found")
+        self.ref = ref
+
+
+class InvalidBatchTransition(InvalidTransition):
+    """A subscription's or organisation export's state does not allow what was asked."""
+
+    def __init__(self, what: str, ref: str, state: str, wanted: str, why: str = "") -> None:
+        msg = f"{what} {ref}: cannot {wanted} in state {state}"
+        StoreError.__init__(self, f"{msg}: {why}" if why else msg)
+        self.request_id, self.state, self.wanted = ref, state, wanted
+        self.ref = ref
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,8 @@ class StoredRequest:
     max_part_bytes: int | None = None
     encrypt_to: tuple[str, ...] = ()
     transfer_to: str | None = None  # a direct transfer's recipient (its configured name)
+    lane: str = "single"  # "bulk": left to the nightly batch, not run by the sensor
+    batch_ref: str | None = None  # the subscription / organisation export that issued it
 
     @property
     def clock_start(self) -> datetime:
@@ -140,6 +164,19 @@ class AuditEvent:
 
     id: int
     request_id: str
+    at: datetime
+    actor: str
+    event: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """One line of a subscription's or organisation export's append-only audit trail
+    (``ref`` is its id). ``detail`` holds counts and dates, never identity values."""
+
+    id: int
+    ref: str
     at: datetime
     actor: str
     event: str
@@ -262,16 +299,18 @@ def new_request_values(
     max_part_bytes: int | None = None,
     encrypt_to: Sequence[str] = (),
     transfer_to: str | None = None,
+    lane: str = "single",
+    batch_ref: str | None = None,
 ) -> tuple[dict[str, Any], tuple[Identity, ...]]:
     """Check a submission (see RequestStore.submit); return the ``requests`` row and the
     identities. The engine's ExportRequest does the identity, type and format checks, so
     the store accepts exactly what the engine can run."""
-    idents = tuple(as_identity(n, i) for n, i in enumerate(identities, 1))
-    fmts = tuple(dict.fromkeys(formats))
     options: dict[str, Any] = {"encrypt_to": tuple(encrypt_to)}
     if max_part_bytes is not None:
         options["max_part_bytes"] = max_part_bytes
-    ExportRequest(request_id, request_type, idents, fmts, as_of=now, **options)  # type: ignore[arg-type]
+    idents, fmts = check_subject(request_id, request_type, identities, formats, now, **options)
+    if batch_ref is not None:
+        batch_ref = required_text(batch_ref, "batch reference", 64)
     submitted = aware(submitted_at or now, "submitted_at")
     if external_id is not None:
         external_id = required_text(external_id, "external id", 128)
@@ -294,5 +333,24 @@ def new_request_values(
         max_part_bytes=max_part_bytes,
         encrypt_to=json.dumps(list(encrypt_to)) if encrypt_to else None,
         transfer_to=check_recipient(transfer_to, request_type),
+        lane=check_choice(lane, LANES, "lane"),
+        batch_ref=batch_ref,
     )
     return row, idents
+
+
+def check_subject(
+    ref: str,
+    request_type: str,
+    identities: Sequence[Identity],
+    formats: Sequence[str],
+    now: datetime,
+    **options: Any,
+) -> tuple[tuple[Identity, ...], tuple[str, ...]]:
+    """Trimmed identities and de-duplicated formats, checked by the engine's ExportRequest
+    (type, identities, formats, options) exactly as a submission is: what a subscription
+    stores is what its requests will be able to run. Errors never echo a value."""
+    idents = tuple(as_identity(n, i) for n, i in enumerate(identities, 1))
+    fmts = tuple(dict.fromkeys(formats))
+    ExportRequest(ref, request_type, idents, fmts, as_of=now, **options)  # type: ignore[arg-type]
+    return idents, fmts

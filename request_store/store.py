@@ -4,12 +4,18 @@ Every state change is a compare-and-set (``UPDATE ... WHERE state = <expected>``
 writes its audit event in the same transaction, so two processes can never both claim
 a request and the trail never disagrees with the state. Reaching completed, denied or
 cancelled deletes the request's identities in that same transaction.
+
+A request's insert is :func:`insert_request` on a connection, so that subscriptions and
+organisation exports can issue requests inside their own compare-and-set transaction
+(request_store/subscriptions.py, organisations.py): their state and the requests they
+issue commit together or not at all.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -33,6 +39,78 @@ Clock = Callable[[], datetime]
 REQ, EVT = t.requests, t.request_events
 _VERB = {State.RUNNING: "run", State.COMPLETED: "complete", State.FAILED: "fail"}
 _VERB |= {State.DENIED: "deny", State.CANCELLED: "cancel"}
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A checked submission, ready to be inserted in any transaction (insert_request)."""
+
+    row: dict[str, Any] = field(repr=False)
+    identities: tuple[Identity, ...] = field(repr=False)
+    detail: str  # the "received" event's detail: no identity values
+    secret: str | None = field(default=None, repr=False)  # a sealed transfer credential
+
+    @property
+    def request_id(self) -> str:
+        return str(self.row["request_id"])
+
+
+def prepare_request(
+    now: datetime,
+    *,
+    request_type: str,
+    identities: Sequence[Identity],
+    formats: Sequence[str] = FORMATS,
+    channel: str = "portal",
+    controller: str = DEFAULT_CONTROLLER,
+    external_id: str | None = None,
+    regulation: str = "gdpr",
+    submitted_at: datetime | None = None,
+    callback_urls: Sequence[str] = (),
+    request_digest: str | None = None,
+    max_part_bytes: int | None = None,
+    encrypt_to: Sequence[str] = (),
+    transfer_to: str | None = None,
+    transfer_secret: str | None = None,
+    lane: str = "single",
+    batch_ref: str | None = None,
+) -> NewRequest:
+    """Check a submission received at ``now`` (see RequestStore.submit) and give it a
+    new opaque id; raises RequestError naming what is wrong, never a value."""
+    row, idents = m.new_request_values(
+        new_request_id(), now, request_type, identities, formats, channel=channel,
+        controller=controller, external_id=external_id, regulation=regulation,
+        submitted_at=submitted_at, callback_urls=callback_urls,
+        request_digest=request_digest, max_part_bytes=max_part_bytes,
+        encrypt_to=encrypt_to, transfer_to=transfer_to, lane=lane, batch_ref=batch_ref,
+    )  # fmt: skip
+    if transfer_secret is not None and not transfer_to:
+        raise RequestError("a transfer secret needs a transfer recipient")
+    types = ",".join(i.type for i in idents)
+    detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "
+    detail += f"{types}, deadline {row['deadline']:%Y-%m-%d}"
+    if transfer_to:
+        detail += f", transfer to {transfer_to}"
+    if row["lane"] != "single":
+        detail += f", lane {row['lane']}"
+    if row["batch_ref"]:
+        detail += f", batch {row['batch_ref']}"
+    return NewRequest(row, idents, detail, transfer_secret)
+
+
+def insert_request(conn: sa.Connection, new: NewRequest, actor: str) -> StoredRequest:
+    """Insert a prepared request with its identities, secret and "received" event, in the
+    caller's write transaction. Takes the seq lock first (PostgreSQL), so seq values
+    commit in order and a sensor's cursor skips nothing; a transaction that inserts
+    requests should take it before any other lock (or row update) to keep one lock order."""
+    t.lock(conn, t.SEQ_LOCK)
+    conn.execute(REQ.insert().values(new.row))
+    t.add_identities(conn, new.request_id, new.identities)
+    if new.secret is not None:
+        values = dict(request_id=new.request_id, sealed=new.secret)
+        conn.execute(t.request_secrets.insert().values(values))
+    t.add_event(conn, new.request_id, new.row["received_at"], actor, "received", new.detail)
+    return t.fetch(conn, new.request_id)
 
 
 class RequestStore:
@@ -88,6 +166,7 @@ class RequestStore:
         encrypt_to: Sequence[str] = (),
         transfer_to: str | None = None,
         transfer_secret: str | None = None,
+        lane: str = "single",
     ) -> tuple[StoredRequest, bool]:
         """Store a new request; returns (request, created). An external id the controller
         already used returns that request with created=False (OpenDSR idempotency).
@@ -101,35 +180,24 @@ class RequestStore:
         ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them;
         ``transfer_to`` names a direct transfer's recipient, and ``transfer_secret`` is
         its sealed credential (request_store/sealing.py), deleted when the request
-        closes."""
-        now, request_id = self._now(), new_request_id()
-        row, idents = m.new_request_values(
-            request_id, now, request_type, identities, formats, channel=channel,
-            controller=controller, external_id=external_id, regulation=regulation,
-            submitted_at=submitted_at, callback_urls=callback_urls,
-            request_digest=request_digest, max_part_bytes=max_part_bytes,
-            encrypt_to=encrypt_to, transfer_to=transfer_to,
+        closes.
+
+        ``lane`` is "single" (the sensor launches its run at once) or "bulk" (it waits
+        for the nightly batch: see list_waiting)."""
+        new = prepare_request(
+            self._now(), request_type=request_type, identities=identities,
+            formats=formats, channel=channel, controller=controller,
+            external_id=external_id, regulation=regulation, submitted_at=submitted_at,
+            callback_urls=callback_urls, request_digest=request_digest,
+            max_part_bytes=max_part_bytes, encrypt_to=encrypt_to, transfer_to=transfer_to,
+            transfer_secret=transfer_secret, lane=lane,
         )  # fmt: skip
-        if transfer_secret is not None and not transfer_to:
-            raise RequestError("a transfer secret needs a transfer recipient")
-        types = ",".join(i.type for i in idents)
-        detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "
-        detail += f"{types}, deadline {row['deadline']:%Y-%m-%d}"
-        if transfer_to:
-            detail += f", transfer to {transfer_to}"
         try:
             with self._writer.begin() as conn:
-                t.lock(conn, t.SEQ_LOCK)  # seq values commit in order: cursors skip nothing
-                conn.execute(REQ.insert().values(row))
-                t.add_identities(conn, request_id, idents)
-                if transfer_secret is not None:
-                    values = dict(request_id=request_id, sealed=transfer_secret)
-                    conn.execute(t.request_secrets.insert().values(values))
-                t.add_event(conn, request_id, now, actor or channel, "received", detail)
-                return t.fetch(conn, request_id), True
+                return insert_request(conn, new, actor or channel), True
         except sa.exc.IntegrityError:  # the unique (controller, external_id): a repeat
-            external = row["external_id"]
-            existing = external and self.find_external(external, row["controller"])
+            external = new.row["external_id"]
+            existing = external and self.find_external(external, new.row["controller"])
             if not existing:
                 raise
             return existing, False
@@ -234,9 +302,28 @@ class RequestStore:
         found = self._list(*where, limit=1)
         return found[0] if found else None
 
-    def list_new(self, after_seq: int = 0, limit: int = 100) -> list[StoredRequest]:
-        """Requests still ``received`` with seq > after_seq, by seq (a sensor's cursor)."""
-        return self._list(REQ.c.state == "received", REQ.c.seq > after_seq, limit=limit)
+    def list_new(
+        self, after_seq: int = 0, limit: int = 100, lane: str | None = None
+    ) -> list[StoredRequest]:
+        """Requests still ``received`` with seq > after_seq, by seq (a sensor's cursor);
+        only ``lane``'s when given (a row from before lanes counts as single)."""
+        where = [REQ.c.state == "received", REQ.c.seq > after_seq]
+        if lane == "single":
+            where.append(sa.or_(REQ.c.lane == "single", REQ.c.lane.is_(None)))
+        elif lane is not None:
+            where.append(REQ.c.lane == lane)
+        return self._list(*where, limit=limit)
+
+    def list_waiting(self, lane: str = "bulk", limit: int = 10_000) -> list[StoredRequest]:
+        """Requests of ``lane`` still ``received``, oldest (seq) first: the nightly batch's
+        work list. A row from before lanes (lane NULL) counts as single."""
+        lane = m.check_choice(lane, m.LANES, "lane")
+        lane_of = sa.func.coalesce(REQ.c.lane, "single")
+        return self._list(REQ.c.state == State.RECEIVED.value, lane_of == lane, limit=limit)
+
+    def list_batch(self, batch_ref: str) -> list[StoredRequest]:
+        """Every request a subscription or organisation export issued, any state, by seq."""
+        return self._list(REQ.c.batch_ref == batch_ref)
 
     def list_in_state(self, state: State | str, limit: int = 1000) -> list[StoredRequest]:
         """Requests in one state by seq (e.g. ``running`` ones, to reconcile with runs)."""

@@ -7,6 +7,12 @@ handed over, its expiry and deletion) and ``request_events`` (the audit trail,
 append-only: triggers in the database refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE,
 so neither a hand-written statement nor another program can rewrite history short of
 dropping the trigger, which takes DDL rights the application role need not have).
+
+Bulk work that issues requests has its own tables: ``subscriptions`` (recurring exports,
+request_store/subscriptions.py) with ``subscription_identities`` (personal data, deleted
+when the subscription ends or is cancelled) and ``subscription_events``, and
+``organisation_exports`` (an organisation's members, request_store/organisations.py)
+with ``organisation_events``. Both event tables are append-only like ``request_events``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sqlalchemy as sa
 from engine.request import Identity, RequestError
 from request_store.model import (
     MIN_SECRET,
+    BatchEvent,
     RequestNotFound,
     State,
     StoredRequest,
@@ -100,9 +107,15 @@ requests = sa.Table(
     sa.Column("encrypt_to", sa.Text),
     # a direct transfer (Art. 20(2)): the recipient's name in the recipients file
     sa.Column("transfer_to", sa.String(64)),
+    # the lane (added later): "single" runs at once, "bulk" waits for the nightly batch;
+    # NULL (a row older than the column) means single
+    sa.Column("lane", sa.String(8), server_default="single"),
+    # the subscription ("sub-...") or organisation export ("org-...") that issued it
+    sa.Column("batch_ref", sa.String(64)),
     # idempotency of OpenDSR's subject_request_id; NULL external ids never collide
     sa.UniqueConstraint("controller", "external_id", name="uq_requests_external"),
     sa.Index("ix_requests_state_seq", "state", "seq"),
+    sa.Index("ix_requests_batch_ref", "batch_ref"),
     sqlite_autoincrement=True,  # never reuse a seq
 )
 
@@ -175,21 +188,108 @@ request_deliveries = sa.Table(
     sqlite_autoincrement=True,
 )
 
-_SQLITE_TRIGGERS = [
-    f"CREATE TRIGGER IF NOT EXISTS request_events_no_{op.lower()} BEFORE {op} "
-    "ON request_events BEGIN "
-    "SELECT RAISE(ABORT, 'request_events is append-only'); END"
-    for op in ("UPDATE", "DELETE")
-]
-_PG_TRIGGERS = [
-    "CREATE OR REPLACE FUNCTION request_events_append_only() RETURNS trigger "
-    "LANGUAGE plpgsql AS $$ BEGIN "
-    "RAISE EXCEPTION 'request_events is append-only'; END $$",
-    "CREATE OR REPLACE TRIGGER request_events_no_change BEFORE UPDATE OR DELETE "
-    "ON request_events FOR EACH ROW EXECUTE FUNCTION request_events_append_only()",
-    "CREATE OR REPLACE TRIGGER request_events_no_truncate BEFORE TRUNCATE "
-    "ON request_events FOR EACH STATEMENT EXECUTE FUNCTION request_events_append_only()",
-]
+# A recurring export: one bulk-lane request every ``every_months`` calendar months from
+# ``starts_at`` (the k-th falls due at starts_at + k * every_months, day clamped) while
+# before ``until``. ``issued`` counts the requests issued: the compare-and-set key.
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("subscription_id", sa.String(64), primary_key=True),
+    sa.Column("controller", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("request_type", sa.String(16), nullable=False),
+    sa.Column("formats", sa.String(64), nullable=False),  # comma-separated
+    sa.Column("every_months", sa.Integer, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("next_due", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # active | ended | cancelled
+    sa.Column("issued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_subscriptions_due", "state", "next_due"),
+)
+
+# A subscriber's identities, encoded as request_identities; deleted when it stops.
+subscription_identities = sa.Table(
+    "subscription_identities",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscription_id",
+        sa.String(64),
+        sa.ForeignKey("subscriptions.subscription_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# A business customer's export: one bulk-lane request per member plus an index. No
+# personal data: org_id names the organisation, the members' identities go to requests.
+organisation_exports = sa.Table(
+    "organisation_exports",
+    metadata,
+    sa.Column("export_id", sa.String(64), primary_key=True),
+    sa.Column("controller", sa.String(128), nullable=False),
+    sa.Column("org_id", sa.String(128), nullable=False),
+    sa.Column("request_type", sa.String(16), nullable=False),
+    sa.Column("formats", sa.String(64), nullable=False),  # comma-separated
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # scheduled|expanded|completed|cancelled
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("members", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("index_location", sa.Text),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Index("ix_organisation_exports_due", "state", "due_at"),
+)
+
+
+def _event_table(name: str, key: str) -> sa.Table:
+    """An append-only audit table like request_events, keyed by ``key``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", _Id, primary_key=True, autoincrement=True),
+        sa.Column(key, sa.String(64), nullable=False, index=True),
+        sa.Column("at", UTCDateTime, nullable=False),
+        sa.Column("actor", sa.String(128), nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+        sqlite_autoincrement=True,
+        info={"key": key},
+    )
+
+
+subscription_events = _event_table("subscription_events", "subscription_id")
+organisation_events = _event_table("organisation_events", "export_id")
+
+# Every audit table gets the same append-only triggers (names derived from the table's).
+AUDIT_TABLES = ("request_events", "subscription_events", "organisation_events")
+
+
+def _sqlite_triggers(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} "
+        f"ON {table} BEGIN "
+        f"SELECT RAISE(ABORT, '{table} is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+def _pg_triggers(table: str) -> list[str]:
+    return [
+        f"CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        f"RAISE EXCEPTION '{table} is append-only'; END $$",
+        f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE "
+        f"ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+        f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE "
+        f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()",
+    ]
 
 
 # Nullable columns added after the tables were first released: (table, column, DDL type).
@@ -198,7 +298,11 @@ _ADDED_COLUMNS = (
     ("requests", "max_part_bytes", "BIGINT"),
     ("requests", "encrypt_to", "TEXT"),
     ("requests", "transfer_to", "VARCHAR(64)"),
+    ("requests", "lane", "VARCHAR(8) DEFAULT 'single'"),
+    ("requests", "batch_ref", "VARCHAR(64)"),
 )
+# Indexes on those columns, created where missing (create_all only indexes new tables).
+_ADDED_INDEXES = ("ix_requests_batch_ref",)
 
 
 def add_missing_columns(conn: sa.Connection) -> None:
@@ -207,24 +311,28 @@ def add_missing_columns(conn: sa.Connection) -> None:
     for table, column, ddl_type in _ADDED_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
+    for index in requests.indexes:
+        if index.name in _ADDED_INDEXES:
+            index.create(conn, checkfirst=True)
 
 
 def create_schema(conn: sa.Connection) -> None:
     """Create missing tables and columns and (re)install the audit triggers. Idempotent."""
     metadata.create_all(conn)
     add_missing_columns(conn)
-    if conn.dialect.name != "postgresql":
-        for statement in _SQLITE_TRIGGERS:
-            conn.exec_driver_sql(statement)
-        return
-    # CREATE OR REPLACE TRIGGER locks the table: only when a trigger is missing
-    installed = conn.exec_driver_sql(
-        "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('request_events') "
-        "AND tgname IN ('request_events_no_change', 'request_events_no_truncate')"
-    ).scalar_one()
-    if installed < 2:
-        for statement in _PG_TRIGGERS:
-            conn.exec_driver_sql(statement)
+    for table in AUDIT_TABLES:
+        if conn.dialect.name != "postgresql":
+            for statement in _sqlite_triggers(table):
+                conn.exec_driver_sql(statement)
+            continue
+        # CREATE OR REPLACE TRIGGER locks the table: only when a trigger is missing
+        installed = conn.exec_driver_sql(
+            f"SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('{table}') "
+            f"AND tgname IN ('{table}_no_change', '{table}_no_truncate')"
+        ).scalar_one()
+        if installed < 2:
+            for statement in _pg_triggers(table):
+                conn.exec_driver_sql(statement)
 
 
 def connect(url_or_path: str | os.PathLike[str]) -> sa.Engine:
@@ -300,6 +408,7 @@ def to_request(row: Mapping[str, Any]) -> StoredRequest:
     values["callback_urls"] = tuple(values["callback_urls"] or ())
     values["state"] = State(values["state"])
     values["encrypt_to"] = tuple(json.loads(values["encrypt_to"] or "[]"))
+    values["lane"] = values.get("lane") or "single"  # NULL: a row from before lanes
     return StoredRequest(**values)
 
 
@@ -351,3 +460,59 @@ def drop_identities(
     where = requests.c.request_id == request_id
     conn.execute(requests.update().where(where).values(identities_deleted_at=at, updated_at=at))
     add_event(conn, request_id, at, actor, event, f"{n} identities deleted: {why}")
+
+
+# -- subscriptions and organisation exports: their identities and audit trails ---------
+
+
+def fetch_subscription_identities(
+    conn: sa.Connection, subscription_id: str
+) -> tuple[Identity, ...]:
+    si = subscription_identities
+    query = sa.select(si.c.type, si.c.value).where(si.c.subscription_id == subscription_id)
+    return tuple(Identity(r.type, r.value) for r in conn.execute(query.order_by(si.c.position)))
+
+
+def add_subscription_identities(
+    conn: sa.Connection, subscription_id: str, idents: Sequence[Identity]
+) -> None:
+    rows = [
+        dict(subscription_id=subscription_id, position=n, type=i.type, value=i.value)
+        for n, i in enumerate(idents, 1)
+    ]
+    conn.execute(subscription_identities.insert(), rows)
+
+
+def drop_subscription_identities(conn: sa.Connection, subscription_id: str) -> int:
+    """Delete a subscription's identities; returns how many there were."""
+    si = subscription_identities
+    return conn.execute(si.delete().where(si.c.subscription_id == subscription_id)).rowcount
+
+
+def add_batch_event(
+    conn: sa.Connection,
+    table: sa.Table,
+    ref: str,
+    at: datetime,
+    actor: str,
+    event: str,
+    detail: str,
+    identity_values: Sequence[str] = (),
+) -> None:
+    """Append one event to subscription_events / organisation_events (their only write).
+    ``identity_values``: the subject's, which the actor must not contain."""
+    actor = required_text(actor, "actor", 128)
+    if any(len(v) >= MIN_SECRET and v.lower() in actor.lower() for v in identity_values):
+        raise RequestError(f"{ref}: actor must not contain the subject's identity")
+    values = {table.info["key"]: ref, "at": at, "actor": actor, "event": event, "detail": detail}
+    conn.execute(table.insert().values(values))
+
+
+def fetch_batch_events(conn: sa.Connection, table: sa.Table, ref: str) -> list[BatchEvent]:
+    """One subscription's / organisation export's trail, oldest first."""
+    key = table.c[table.info["key"]]
+    query = sa.select(table).where(key == ref).order_by(table.c.id)
+    return [
+        BatchEvent(r.id, r._mapping[key.name], r.at, r.actor, r.event, r.detail)
+        for r in conn.execute(query)
+    ]

@@ -4,9 +4,11 @@
 the store's ``seq``; the run key is the request id, so no request runs twice). When the
 API launches portal requests itself (``PORTABILITY_DAGSTER_URL``, api/launcher.py), the
 sensor leaves each such request to it for ``LAUNCH_GRACE_S`` seconds, then launches it
-only if no run for it exists: the sensor is the fallback that loses nothing. The
-run-status sensors write each run's outcome back: completed with the archive's location,
-or failed with the failing step and source named.
+only if no run for it exists: the sensor is the fallback that loses nothing. Bulk-lane
+requests (subscriptions, organisation exports) wait for the nightly batch: the sensor
+launches nothing for them but moves its cursor past them. The run-status sensors
+write each run's outcome back: completed with the archive's location, or failed with
+the failing step and source named.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -31,20 +33,22 @@ def export_requests_sensor(
     """New requests in the store: a partition and a run each (unless the API launched it)."""
     after = int(context.cursor or 0)
     with portability.open_store() as store:
-        new = store.list_new(after_seq=after, limit=BATCH)
+        # the bulk lane waits for the nightly batch: never read here, never in the way
+        new = store.list_new(after_seq=after, limit=BATCH, lane="single")
     grace = portability.launch_grace_s()
     if grace:  # in seq order, up to the first portal request still the API's to launch
         cutoff = datetime.now(UTC) - timedelta(seconds=grace)
         new = list(takewhile(lambda r: _ready(r, cutoff), new))
     if not new:
         return dg.SensorResult(skip_reason="no new requests")
+    cursor = str(new[-1].seq)
     ids = [r.request_id for r in new]
     launched = _with_runs(context.instance, ids) if grace else set()
     todo = [i for i in ids if i not in launched]
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=i, partition_key=i) for i in todo],
         dynamic_partitions_requests=[export_requests.build_add_request(todo)] if todo else [],
-        cursor=str(new[-1].seq),
+        cursor=cursor,
     )
 
 
