@@ -1,4 +1,4 @@
-"""The ``portability`` command: demo, export, datamap check, world build.
+"""The ``portability`` command: demo, export, bulk, datamap check, world build.
 
 The export machinery (Arrow, SQLAlchemy, the connectors) is imported by the commands
 that use it, so ``--help`` and ``datamap check`` answer at once.
@@ -308,6 +308,14 @@ def datamap_check(path: Path) -> None:
         f"datasets: {', '.join(dm.datasets())})"
     )
 
+
+def _register() -> None:
+    from engine.bulk.cli import bulk
+
+    main.add_command(bulk)
+
+
+_register()
 
 if __name__ == "__main__":
     main()

@@ -86,6 +86,24 @@ def _check_identity(i: int, ident: Identity) -> None:
         raise RequestError(f"{where}: not a SHA-256 hex digest (64 hex digits)")
 
 
+def parse_subjects(text: str) -> list[tuple[Identity, ...]]:
+    """One subject per line, ``TYPE=VALUE`` with several identities of the same person
+    separated by ``;`` (``#`` comments and blank lines skipped). Errors name the line."""
+    subjects = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            subjects.append(tuple(parse_identities(line.replace(";", "\n"))))
+        except RequestError:
+            raise RequestError(
+                f"subject line {number}: expected TYPE=VALUE[;TYPE=VALUE...] with TYPE one "
+                f"of {', '.join(IDENTITY_TYPES)}"
+            ) from None
+    return subjects
+
+
 def parse_identities(text: str) -> list[Identity]:
     """Identities from ``type=value`` lines (``#`` comments and blank lines skipped).
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 EXPORT_SCHEMA_DIR = SCHEMA_DIR / "export"
-DATAMAP_SCHEMA = SCHEMA_DIR / "datamap" / "datamap-1.0.0.json"
+DATAMAP_SCHEMA = SCHEMA_DIR / "datamap" / "datamap-1.1.0.json"
 
 # Fields the engine fills itself rather than the data map.
 ENGINE_FIELDS = frozenset({"source"})

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.defs.bulk.jobs import bulk_export_job
+from pipelines.defs.bulk.schedules import (
+    bulk_run_failed,
+    organisation_exports,
+    pending_exports_nightly,
+    recurring_exports,
+)
 from pipelines.defs.deadlines.assets import deadlines_daily, flag_deadlines_job, request_deadlines
 from pipelines.defs.export.assets import build_export_assets
 from pipelines.defs.export.jobs import export_job
@@ -41,14 +48,22 @@ def build_definitions(portability: PortabilityResource | None = None) -> dg.Defi
             extend_request_job,
             flag_deadlines_job,
             apply_retention_job,
+            bulk_export_job,
         ],
         sensors=[
             export_requests_sensor,
             export_run_succeeded,
             export_run_failed,
             purge_registration_runs,
+            bulk_run_failed,
         ],
-        schedules=[deadlines_daily, retention_daily],
+        schedules=[
+            deadlines_daily,
+            retention_daily,
+            pending_exports_nightly,
+            recurring_exports,
+            organisation_exports,
+        ],
         resources={"portability": portability},
     )
 

@@ -19,6 +19,7 @@ from tests.backend_fixtures import AWS_ENV
 
 pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, exporter
 pytest_plugins += ["tests.dagster_fixtures"]  # dagster_ui: the webserver on an exported request
+pytest_plugins += ["tests.location_fixtures"]  # location: the code location in process
 
 # ---------------------------------------------------------------------------
 # SQL database fixtures (connectors): each test gets its own database, dropped after

@@ -189,6 +189,24 @@ def test_429_then_success_honours_retry_after(api: ThreadingHTTPServer) -> None:
     assert waits == [0.0]
 
 
+def test_requests_per_second_spaces_every_request_of_the_process(
+    api: ThreadingHTTPServer,
+) -> None:
+    """The provider's rate limit: with 20 requests/s, request n waits for its slot
+    n x 50 ms after the first, whichever thread asks (waits recorded, not slept)."""
+    waits: list[float] = []
+    conn = _conn(api, sleep=waits.append, requests_per_second=20, max_concurrent=3)
+    assert conn.max_concurrent == 3
+    start = time.monotonic()
+    ids = [_table(conn, CHARGES_ENTITY, ["cus_b"], ["id"])["id"].to_pylist() for _ in range(5)]
+    elapsed = time.monotonic() - start
+    assert ids == [["ch_b00"]] * 5
+    assert len(waits) == 4 and waits == sorted(waits)  # the first request goes at once
+    assert 0.2 - elapsed <= waits[-1] <= 0.2  # the fifth slot: 4 x 50 ms after the first
+    with pytest.raises(SourceError, match="requests_per_second"):
+        _conn(api, requests_per_second=0)
+
+
 def test_500_then_success(api: ThreadingHTTPServer) -> None:
     table = _table(
         _conn(api), {"endpoint": "/v1/flaky500", "lookup_param": "customer"}, ["cus_b"], ["id"]

@@ -37,6 +37,13 @@ def healthy_daemons(url: str, timeout: float = 60) -> set[str]:
     return healthy
 
 
+SCHEDULES = """
+{ repositoriesOrError { ... on RepositoryConnection {
+    nodes { schedules { name scheduleState { status } } } } } }
+"""
+BULK_SCHEDULES = {"pending_exports_nightly", "recurring_exports", "organisation_exports"}
+
+
 DELIVERY = """
 query ($partition: String!) {
   assetNodeOrError(assetKey: {path: ["delivery"]}) {
@@ -95,6 +102,14 @@ def test_serve_runs_the_ui_and_the_daemon_exports_a_request_and_stops_on_ctrl_c(
         nodes = graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert ["delivery"] in [n["assetKey"]["path"] for n in nodes]
         assert healthy_daemons(url) >= NEEDED, tail(log)
+        repos = graphql(url, SCHEDULES)["repositoriesOrError"]["nodes"]
+        running = {
+            s["name"]
+            for r in repos
+            for s in r["schedules"]
+            if s["scheduleState"]["status"] == "RUNNING"
+        }
+        assert running >= BULK_SCHEDULES  # the scheduler daemon ticks them from the start
 
         serve_env = world.parent / "serve.env"
         assert stat.S_IMODE(serve_env.stat().st_mode) == 0o600  # it holds the API token

@@ -11,7 +11,8 @@ order, so its archive is byte-identical. Only the reading is shared:
   connector's row order is a function of the rows (SQL orders by every column, Parquet
   keeps file order), so a subject's rows come in the order its own query gives them.
 * Other sources (HTTP APIs, object stores) are read per subject, ``concurrency`` at a
-  time.
+  time (an HTTP connector's ``max_concurrent`` when lower; its ``requests_per_second``
+  spaces the calls).
 
 A fetched batch is normalized and checked once for all its subjects when nothing
 depends on the subject (no redaction of others, no files) and it is clean; otherwise
@@ -26,6 +27,7 @@ whose fetch fails on a row is read again in halves down to the subjects it fails
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -191,11 +193,19 @@ class BulkExtractor:
             except Exception as err:  # one subject's failure is reported, not raised
                 self._fail([s], entity, err)
 
-        if self.concurrency == 1:
+        conn = self.connectors[entity.system]
+        limit = min(self.concurrency, getattr(conn, "max_concurrent", self.concurrency))
+        if limit == 1:
             for s in subjects:
                 read(s)
             return
-        list(pool.map(read, subjects))
+        gate = threading.Semaphore(limit)  # the pool is shared by the wave's entities
+
+        def gated(s: _Subject) -> None:
+            with gate:
+                read(s)
+
+        list(pool.map(gated, subjects))
 
     @staticmethod
     def _groups(

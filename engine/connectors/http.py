@@ -1,7 +1,10 @@
 """JSON HTTP APIs (the payment provider) through httpx.
 
 Connection: ``{"base_url", "token", "token_env", "timeout_s": 10, "max_retries": 5,
-"backoff_s": 0.5, "max_backoff_s": 30, "page_size": 100}``. Entities:
+"backoff_s": 0.5, "max_backoff_s": 30, "page_size": 100, "max_concurrent": 8,
+"requests_per_second": none}``. A bulk export calls the API for up to ``max_concurrent``
+subjects at once; ``requests_per_second`` (the provider's rate limit) spaces every
+request of this process, from all threads, so that 429s are the exception. Entities:
 
 - a list endpoint filtered by a query parameter, with cursor pagination:
   ``{"endpoint": "/v1/charges", "lookup_param": "customer", "pagination": {...}}``
@@ -21,6 +24,7 @@ import email.utils
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -121,10 +125,18 @@ class HttpConnector:
         max_backoff_s: float = 30,
         page_size: int = 100,
         batch_rows: int = BATCH_ROWS,
+        max_concurrent: int = 8,
+        requests_per_second: float | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = name
+        self.max_concurrent = max(1, int(max_concurrent))
+        if requests_per_second is not None and float(requests_per_second) <= 0:
+            raise SourceError(name, "connection option 'requests_per_second' must be above 0")
+        self._interval = 1 / float(requests_per_second) if requests_per_second else 0.0
+        self._next_slot = 0.0  # monotonic time the next request may start
+        self._slot_lock = threading.Lock()
         self.token_env = token_env
         self.has_token = bool(token)
         self.max_retries = max(0, int(max_retries))
@@ -259,6 +271,7 @@ class HttpConnector:
         attempt = 0
         while True:
             wait: float | None = None
+            self._pace()
             try:
                 response = self.client.get(path, params=params)
             except httpx.TransportError as exc:  # connection errors and timeouts
@@ -281,6 +294,17 @@ class HttpConnector:
                 )
             self._sleep(self._delay(attempt) if wait is None else min(wait, self.max_backoff_s))
             attempt += 1
+
+    def _pace(self) -> None:
+        """Wait for this request's slot under ``requests_per_second`` (all threads)."""
+        if not self._interval:
+            return
+        with self._slot_lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot)
+            self._next_slot = start + self._interval
+        if start > now:
+            self._sleep(start - now)
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random."""

@@ -73,7 +73,15 @@ def _http(name: str, o: Mapping[str, Any]) -> Connector:
         token = os.environ.get(str(token_env))
     extra = {
         k: o[k]
-        for k in ("timeout_s", "max_retries", "backoff_s", "max_backoff_s", "page_size")
+        for k in (
+            "timeout_s",
+            "max_retries",
+            "backoff_s",
+            "max_backoff_s",
+            "page_size",
+            "max_concurrent",
+            "requests_per_second",
+        )
         if o.get(k) is not None
     }
     return HttpConnector(

@@ -33,6 +33,7 @@ def check_datamap(dm: DataMap, schemas: SchemaRegistry) -> list[Problem]:
         for e in system.entities:
             problems.extend(_check_entity(e, f"{base}.entities.{e.name}", schemas, provided_keys))
     problems.extend(_check_redaction(dm, schemas))
+    problems.extend(_check_organisations(dm))
     try:
         entity_order(dm)
     except CycleError as err:
@@ -136,4 +137,22 @@ def _check_redaction(dm: DataMap, schemas: SchemaRegistry) -> list[Problem]:
                 "names none of the subject's own values",
             )
         )
+    return out
+
+
+def _check_organisations(dm: DataMap) -> list[Problem]:
+    if dm.organisations is None:
+        return []
+    out: list[Problem] = []
+    for part, (system, entity, *_) in (
+        ("members", dm.organisations.members),
+        ("identity", dm.organisations.identity),
+    ):
+        try:
+            dm.entity(system, entity)
+        except KeyError:
+            out.append(Problem(f"organisations.{part}", f"no entity {system}.{entity}"))
+    kind = dm.organisations.identity[4]
+    if kind not in dm.identities:
+        out.append(Problem("organisations.identity.type", f"no identity type {kind!r}"))
     return out

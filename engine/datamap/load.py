@@ -20,6 +20,7 @@ from engine.datamap.model import (
     FieldSpec,
     IdentitySpec,
     Match,
+    OrganisationSpec,
     RedactionSpec,
     System,
     Withheld,
@@ -100,7 +101,17 @@ def _build(path: Path, raw: dict[str, Any]) -> DataMap:
         tuple((o["dataset"], o["field"]) for o in red.get("own_values", [])),
         (nd["system"], nd["entity"], nd["column"]) if nd else None,
     )
-    return DataMap(path, str(raw["datamap_version"]), identities, tuple(systems), redaction)
+    orgs = raw.get("organisations")
+    organisations = (
+        OrganisationSpec(
+            tuple(orgs["members"][k] for k in ("system", "entity", "column", "yields")),  # type: ignore[arg-type]
+            tuple(orgs["identity"][k] for k in ("system", "entity", "column", "value", "type")),  # type: ignore[arg-type]
+        )
+        if orgs
+        else None
+    )
+    version = str(raw["datamap_version"])
+    return DataMap(path, version, identities, tuple(systems), redaction, organisations)
 
 
 def _entity(system: str, name: str, e: dict[str, Any]) -> Entity:

@@ -100,12 +100,24 @@ class RedactionSpec:
 
 
 @dataclass(frozen=True)
+class OrganisationSpec:
+    """How an organisation's members are found (``organisations`` in the data map):
+    rows of ``members`` whose ``column`` is the organisation's id give keys
+    (``yields``); rows of ``identity`` whose ``column`` holds such a key give each
+    member's request identity (``value``, of identity type ``type``)."""
+
+    members: tuple[str, str, str, str]  # (system, entity, column, yields)
+    identity: tuple[str, str, str, str, str]  # (system, entity, column, value, type)
+
+
+@dataclass(frozen=True)
 class DataMap:
     path: Path
     version: str
     identities: dict[str, IdentitySpec]
     systems: tuple[System, ...]
     redaction: RedactionSpec = RedactionSpec()
+    organisations: OrganisationSpec | None = None
 
     def entities(self) -> list[Entity]:
         return [e for s in self.systems for e in s.entities]
