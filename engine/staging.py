@@ -24,6 +24,30 @@ import pyarrow.parquet as pq
 MEMORY_LIMIT = 64 << 20
 
 
+class MemoryBudget:
+    """Bytes of staged records that staging areas may hold in memory, together.
+
+    A single export has a budget of its own; the subjects of a batch export share one,
+    so a batch's memory is bounded however its records fall among its subjects.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        with self._lock:
+            if self.used + nbytes > self.limit:
+                return False
+            self.used += nbytes
+            return True
+
+    def give(self, nbytes: int) -> None:
+        with self._lock:
+            self.used -= nbytes
+
+
 class Staging:
     def __init__(
         self,
@@ -32,8 +56,12 @@ class Staging:
         memory_limit: int = MEMORY_LIMIT,
         *,
         resume: bool = False,
+        budget: MemoryBudget | None = None,
     ) -> None:
-        """Open the request's area, emptied first unless ``resume`` (steps of one export)."""
+        """Open the request's area, emptied first unless ``resume`` (steps of one export).
+
+        Records are held in memory while ``budget`` (default: ``memory_limit`` bytes of
+        this area's own) allows, then everything of this area spills to Parquet."""
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(root, 0o700)
         self.path = root / request_id
@@ -45,6 +73,7 @@ class Staging:
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
         self._memory_bytes = 0
         self.memory_limit = memory_limit
+        self.budget = budget or MemoryBudget(memory_limit)
         self._lock = threading.Lock()  # entities are read (and staged) in parallel
 
     def dataset_file(self, dataset: str, entity_ref: str) -> Path:
@@ -54,7 +83,7 @@ class Staging:
         """Stage a batch of an entity; an entity's batches keep their order (thread-safe)."""
         key = (dataset, entity_ref)
         with self._lock:
-            if not self._writers and self._memory_bytes + batch.nbytes <= self.memory_limit:
+            if not self._writers and self.budget.take(batch.nbytes):
                 self._memory.setdefault(key, []).append(batch)
                 self._memory_bytes += batch.nbytes
                 return
@@ -67,6 +96,7 @@ class Staging:
             for b in batches:
                 self._write_file(key, b)
         self._memory.clear()
+        self.budget.give(self._memory_bytes)
         self._memory_bytes = 0
 
     def _write_file(self, key: tuple[str, str], batch: pa.RecordBatch) -> None:
@@ -90,7 +120,9 @@ class Staging:
         """Forget what these entities staged (before they are read again)."""
         with self._lock:
             for key in [k for k in self._memory if k[1] in entity_refs]:
-                self._memory_bytes -= sum(b.nbytes for b in self._memory.pop(key))
+                freed = sum(b.nbytes for b in self._memory.pop(key))
+                self._memory_bytes -= freed
+                self.budget.give(freed)
             for ref in entity_refs:
                 for path in self.datasets.glob(f"*/{ref}.parquet"):
                     path.unlink()
@@ -114,5 +146,8 @@ class Staging:
 
     def cleanup(self) -> None:
         self.finish()
-        self._memory.clear()
+        with self._lock:
+            self._memory.clear()
+            self.budget.give(self._memory_bytes)
+            self._memory_bytes = 0
         shutil.rmtree(self.path, ignore_errors=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from engine.bulk.extract import CONCURRENCY, BulkExtractor, SubjectFailure
 from engine.connectors.base import Connector
 from engine.datamap import DataMap
@@ -78,7 +80,7 @@ def export_batch(
         schemas,
         conns,
         staging_root,
-        memory_limit=max(1 << 20, memory_budget // len(requests)),
+        memory_budget=memory_budget,
         progress=progress,
         concurrency=concurrency,
     )
@@ -105,6 +107,7 @@ def export_batch(
         if own_connectors:
             for c in conns.values():
                 c.close()
+        pa.default_memory_pool().release_unused()  # the next batch starts from little
 
 
 def _deliver_one(

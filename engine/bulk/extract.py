@@ -43,9 +43,10 @@ from engine.extract import EntityReader, Extraction, Extractor, SourceOutcome
 from engine.normalize.mapping import normalize_batch
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry
-from engine.staging import Staging
+from engine.staging import MemoryBudget, Staging
 
 CONCURRENCY = 8  # subjects read at the same time from a source without bulk lookups
+UNION_ROWS = 65_536  # rows of a union fetch normalized and checked at once
 Progress = Callable[[str, int, int], None]
 
 
@@ -80,7 +81,7 @@ class BulkExtractor:
         connectors: Mapping[str, Connector],
         staging_root: Path,
         *,
-        memory_limit: int,
+        memory_budget: int,
         progress: Progress | None = None,
         concurrency: int = CONCURRENCY,
     ) -> None:
@@ -91,6 +92,7 @@ class BulkExtractor:
         self.connectors = connectors
         self.progress = progress or (lambda *_: None)
         self.concurrency = max(1, concurrency)
+        budget = MemoryBudget(memory_budget)  # the batch's staged records, together
         self.subjects = [
             _Subject(
                 Extractor(
@@ -98,12 +100,13 @@ class BulkExtractor:
                     datamap,
                     schemas,
                     connectors,
-                    Staging(staging_root, r.request_id, memory_limit),
+                    Staging(staging_root, r.request_id, budget=budget),
                     workers=1,
                 )
             )
             for r in requests
         ]
+        self._by_id = {s.ex.request.request_id: s for s in self.subjects}
 
     def run(self) -> dict[str, Extraction | SubjectFailure]:
         """Each request's extraction, or why it failed (in request order).
@@ -142,7 +145,7 @@ class BulkExtractor:
         return out
 
     def staging_of(self, request_id: str) -> Staging:
-        return next(s.ex.staging for s in self.subjects if s.ex.request.request_id == request_id)
+        return self._by_id[request_id].ex.staging
 
     # -- one entity, every subject ---------------------------------------------------
 
@@ -180,7 +183,14 @@ class BulkExtractor:
     def _per_subject(
         self, entity: Entity, subjects: list[_Subject], pool: ThreadPoolExecutor
     ) -> None:
-        """Each subject's own lookups, as its single export reads them, some at a time."""
+        """Each subject's own lookups, as its single export makes them, some at a time.
+
+        Files are staged as they are listed. Other rows are kept per subject and then
+        handed out like a union fetch's: subjects whose batches have the same Arrow
+        schema (an API's JSON gives each page its own inferred types) are normalized
+        and checked together; any other subject takes its batches one by one.
+        """
+        fetched: dict[int, list[pa.RecordBatch]] = {}
 
         def read(s: _Subject) -> None:
             reader = s.readers[entity.ref]
@@ -189,7 +199,10 @@ class BulkExtractor:
                     for batch in reader.connector.fetch(
                         entity.options, lookup, entity.source_columns()
                     ):
-                        reader.take(batch)
+                        if entity.files:
+                            reader.take(batch)
+                        elif batch.num_rows:
+                            fetched.setdefault(id(s), []).append(batch)
             except Exception as err:  # one subject's failure is reported, not raised
                 self._fail([s], entity, err)
 
@@ -198,14 +211,35 @@ class BulkExtractor:
         if limit == 1:
             for s in subjects:
                 read(s)
-            return
-        gate = threading.Semaphore(limit)  # the pool is shared by the wave's entities
+        else:
+            gate = threading.Semaphore(limit)  # the pool is shared by the wave's entities
 
-        def gated(s: _Subject) -> None:
-            with gate:
-                read(s)
+            def gated(s: _Subject) -> None:
+                with gate:
+                    read(s)
 
-        list(pool.map(gated, subjects))
+            list(pool.map(gated, subjects))
+        by_schema: dict[pa.Schema, list[tuple[_Subject, list[pa.RecordBatch]]]] = {}
+        for s in subjects:
+            batches = fetched.get(id(s), [])
+            if s.failure is not None or not batches:
+                continue
+            if all(b.schema.equals(batches[0].schema) for b in batches[1:]):
+                by_schema.setdefault(batches[0].schema, []).append((s, batches))
+            else:
+                for b in batches:
+                    s.readers[entity.ref].take(b)
+        for members in by_schema.values():
+            rows, start = [], 0
+            for s, bs in members:
+                n = sum(b.num_rows for b in bs)
+                rows.append((s, list(range(start, start + n))))
+                start += n
+            try:
+                combined = pa.concat_batches([b for _, bs in members for b in bs])
+                _Split(entity, combined, rows).dispatch()
+            except Exception as err:  # the group's subjects are reported, not raised
+                self._fail([s for s, _ in members], entity, err)
 
     @staticmethod
     def _groups(
@@ -226,11 +260,12 @@ class BulkExtractor:
             ):
                 yield [(s, lookup)]
                 continue
-            if max_values is not None and len(values | set(lookup.values)) > max_values:
+            new = set(lookup.values) - values
+            if max_values is not None and len(values) + len(new) > max_values:
                 yield group
-                group, values = [], set()
+                group, values, new = [], set(), set(lookup.values)
             group.append((s, lookup))
-            values.update(lookup.values)
+            values |= new
         if group:
             yield group
 
@@ -272,41 +307,60 @@ class BulkExtractor:
     def _fetch_union(
         self, entity: Entity, m: Match, group: list[tuple[_Subject, Lookup]]
     ) -> list[tuple[pa.RecordBatch, list[tuple[_Subject, list[int]]]]]:
-        """Every batch of the union fetch, each with each subject's rows in it.
+        """The union fetch in batches of about ``UNION_ROWS`` rows, each with each
+        subject's rows in it (in fetch order).
 
         The whole group is fetched before anything is staged, so a group read again
         subject by subject has staged nothing twice (its memory is the group's rows).
+        Small fetched batches (a filtered scan gives one per row group) are joined, so
+        that normalizing and checking cost once per many rows.
         """
         columns = entity.source_columns()
         fetch_columns = columns if m.column in columns else [*columns, m.column]
-        union = sorted({v for _, lk in group for v in lk.values})
-        lookup = Lookup(m.column, union, m.casefold)
-        wanted = set(union)
-        out = []
+        owners: dict[str, list[int]] = {}  # key value -> positions in the group
+        for pos, (_, lk) in enumerate(group):
+            for v in lk.values:
+                owners.setdefault(v, []).append(pos)
+        lookup = Lookup(m.column, sorted(owners), m.casefold)
         conn = self.connectors[entity.system]
+        pending: list[pa.RecordBatch] = []
+        joined: list[pa.RecordBatch] = []
+        rows = 0
         for batch in conn.fetch(entity.options, lookup, fetch_columns):
-            if not batch.num_rows:
-                continue
-            keys = batch.column(m.column).cast(pa.string())
-            if m.casefold:
-                if not pc.all(pc.string_is_ascii(keys)).as_py():
-                    raise _Reread
-                keys = pc.utf8_lower(keys)
-            rows_of: dict[str | None, list[int]] = {}
-            for i, v in enumerate(keys.to_pylist()):
-                rows_of.setdefault(v, []).append(i)
-            if not set(rows_of) <= wanted:
+            if batch.num_rows:
+                pending.append(batch)
+                rows += batch.num_rows
+            if rows >= UNION_ROWS:
+                joined.append(pa.concat_batches(pending))
+                pending, rows = [], 0
+        if pending:
+            joined.append(pa.concat_batches(pending))
+        return [self._owned(b, m, columns, owners, group) for b in joined]
+
+    @staticmethod
+    def _owned(
+        batch: pa.RecordBatch,
+        m: Match,
+        columns: list[str],
+        owners: dict[str, list[int]],
+        group: list[tuple[_Subject, Lookup]],
+    ) -> tuple[pa.RecordBatch, list[tuple[_Subject, list[int]]]]:
+        """The batch (its columns only) and each subject's row indices in it."""
+        keys = batch.column(m.column).cast(pa.string())
+        if m.casefold:
+            if not pc.all(pc.string_is_ascii(keys)).as_py():
+                raise _Reread
+            keys = pc.utf8_lower(keys)
+        rows_of: dict[int, list[int]] = {}
+        for i, v in enumerate(keys.to_pylist()):
+            found = owners.get(v)  # type: ignore[arg-type]
+            if found is None:
                 raise _Reread  # a row the split would lose or misplace
-            if fetch_columns is not columns:
-                batch = batch.select(columns)
-            rows = []
-            for s, lk in group:
-                found = [rows_of[v] for v in lk.values if v in rows_of]
-                if found:
-                    idx = found[0] if len(found) == 1 else sorted(i for f in found for i in f)
-                    rows.append((s, idx))
-            out.append((batch, rows))
-        return out
+            for pos in found:
+                rows_of.setdefault(pos, []).append(i)
+        if len(columns) != batch.num_columns:
+            batch = batch.select(columns)
+        return batch, [(group[pos][0], idx) for pos, idx in sorted(rows_of.items())]
 
     def _fail(self, subjects: list[_Subject], entity: Entity, err: BaseException) -> None:
         for s in subjects:

@@ -1,0 +1,232 @@
+"""Bulk export throughput on the large world, with its CRM in PostgreSQL.
+
+A batch of ``--subjects`` people (10,000 by default, drawn at random with a fixed seed)
+is exported through the bulk path (``run_bulk``: batches of ``--batch-size`` across
+``--processes`` worker processes), then the same people one by one through the single
+request path (``run_export``, warm connectors, one process per core as well), in the
+same run. Printed: subjects per second for each, their ratio, the peak memory of the
+bulk run (all its processes together), and whether every bulk archive has the bytes of
+its single-request archive.
+
+Goals on the 2-core machine: at least 200 subjects/s, peak memory at most 1.5 GB,
+archives identical. Run:
+``python -m benchmarks.bench_bulk [--subjects 10000] [--batch-size 500]``
+(the first run builds the large world into PostgreSQL, database ``crm_large``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from benchmarks.common import BENCH_DIR
+from demo_world.build import build_world
+from demo_world.session import running_world
+from engine.bulk.export import SubjectResult
+from engine.bulk.pool import BulkSettings, run_bulk, worker_state
+from engine.datamap import DEFAULT_DATAMAP
+from engine.export import ExportFailed, run_export
+from engine.request import ExportRequest, Identity
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/crm_large"
+AS_OF = datetime(2026, 7, 1, tzinfo=UTC)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def large_world() -> Path:
+    """The large world with its CRM in PostgreSQL, built once under var/bench."""
+    root = BENCH_DIR / "world-large"
+    meta = root / "world.json"
+    built = meta.exists() and json.loads(meta.read_text()).get("size") == "large"
+    if built and "postgresql" in (root / "world.env").read_text():
+        return root
+    admin = sa.create_engine("postgresql://postgres@127.0.0.1:5432/postgres")
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if not c.execute(sa.text("select 1 from pg_database where datname='crm_large'")).first():
+            c.execute(sa.text("create database crm_large"))
+    print(f"building the large world in {root} and PostgreSQL crm_large (once)", flush=True)
+    build_world(root, seed=7, size="large", sql_url=PG_URL)
+    return root
+
+
+def subjects(n: int, seed: int = 11) -> list[str]:
+    engine = sa.create_engine(PG_URL)
+    with engine.connect() as c:
+        count = c.execute(sa.text("select count(*) from people")).scalar_one()
+        rows = random.Random(seed).sample(range(count), n)
+        emails = c.execute(
+            sa.text(
+                "select email from (select email, row_number() over (order by person_id) - 1"
+                " as n from people) p where n = any(:rows)"
+            ),
+            {"rows": rows},
+        ).scalars()
+        return sorted(emails)
+
+
+def requests(emails: list[str]) -> list[ExportRequest]:
+    return [
+        ExportRequest(f"bulk-{i:05d}", "access", (Identity("email", e),), as_of=AS_OF)
+        for i, e in enumerate(emails)
+    ]
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, tree_rss(os.getpid()))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants (from /proc), but the payment
+    provider's stand-in: a third party's server, not part of the pipeline."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for pid in tree:
+        try:
+            if b"payments_api" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def one_by_one(chunk: list[ExportRequest]) -> list[SubjectResult]:
+    """The single-request path (``run_export``) for each request, in a pool worker."""
+    w = worker_state()
+    out = []
+    for req in chunk:
+        try:
+            res = run_export(
+                req,
+                w["datamap"],
+                w["delivery"],
+                staging_root=w["settings"].staging_root,
+                schemas=w["schemas"],
+                connectors=w["connectors"],
+            )
+            out.append(SubjectResult(req.request_id, "delivered", parts=res.parts))
+        except ExportFailed as err:
+            out.append(SubjectResult(req.request_id, "failed", str(err)))
+    return out
+
+
+def timed_run(
+    reqs: list[ExportRequest],
+    out: Path,
+    env: dict[str, str],
+    batch_size: int,
+    processes: int,
+    single: bool = False,
+) -> tuple[float, int, int, int]:
+    shutil.rmtree(out, ignore_errors=True)
+    settings = BulkSettings(DEFAULT_DATAMAP, str(out / "archives"), out / "staging", env)
+    last = [0.0]
+
+    def progress(done: int, failed: int, total: int) -> None:
+        if time.monotonic() - last[0] > 5 or done + failed == total:
+            last[0] = time.monotonic()
+            print(f"    {done} delivered, {failed} failed of {total}", flush=True)
+
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        results = run_bulk(
+            reqs,
+            settings,
+            processes=processes,
+            batch_size=batch_size,
+            progress=progress,
+            worker=one_by_one if single else None,
+        )
+        elapsed = time.perf_counter() - t0
+    failed = sum(not r.delivered for r in results)
+    return elapsed, mem.peak, failed, len(results)
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_bulk")
+    parser.add_argument("--subjects", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip-single", action="store_true")
+    args = parser.parse_args()
+    root = large_world()
+    emails = subjects(args.subjects)
+    reqs = requests(emails)
+    figures: dict = {"subjects": len(reqs), "batch_size": args.batch_size}
+    with running_world(root, own_process=True) as env:
+        print(f"bulk: {len(reqs)} subjects, batches of {args.batch_size}", flush=True)
+        bulk_out = BENCH_DIR / "bulk-out"
+        s, peak, failed, n = timed_run(reqs, bulk_out, env, args.batch_size, args.processes)
+        figures["bulk"] = {
+            "seconds": round(s, 1),
+            "subjects_per_s": round(n / s, 1),
+            "peak_rss_mb": round(peak / 2**20),
+            "failed": failed,
+        }
+        print(f"  {figures['bulk']}", flush=True)
+        if not args.skip_single:
+            print(f"single: the same {len(reqs)} subjects one by one", flush=True)
+            single_out = BENCH_DIR / "single-out"
+            s, peak, failed, n = timed_run(
+                reqs, single_out, env, args.batch_size, args.processes, single=True
+            )
+            figures["single"] = {
+                "seconds": round(s, 1),
+                "subjects_per_s": round(n / s, 1),
+                "peak_rss_mb": round(peak / 2**20),
+                "failed": failed,
+            }
+            figures["ratio"] = round(figures["single"]["seconds"] / figures["bulk"]["seconds"], 1)
+            a = digests(bulk_out / "archives")
+            b = digests(single_out / "archives")
+            figures["identical_archives"] = sum(a[k] == b.get(k) for k in a)
+            figures["archives"] = len(a)
+            print(f"  {figures['single']}", flush=True)
+    print(json.dumps(figures, indent=1))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
