@@ -10,8 +10,9 @@ its single-request archive.
 
 Goals on the 2-core machine: at least 200 subjects/s, peak memory at most 1.5 GB,
 archives identical. Run:
-``python -m benchmarks.bench_bulk [--subjects 10000] [--batch-size 500]``
-(the first run builds the large world into PostgreSQL, database ``crm_large``).
+``python -m benchmarks.bench_bulk [--subjects 10000] [--batch-size 1000]``
+(the first run builds the large world into PostgreSQL, database ``crm_large``). Peak
+memory leaves out the payment provider's stand-in, a third party's server here.
 """
 
 from __future__ import annotations
@@ -184,17 +185,22 @@ def timed_run(
     return elapsed, mem.peak, failed, len(results)
 
 
-def main() -> dict:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_bulk")
     parser.add_argument("--subjects", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-single", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     root = large_world()
     emails = subjects(args.subjects)
     reqs = requests(emails)
-    figures: dict = {"subjects": len(reqs), "batch_size": args.batch_size}
+    figures: dict = {
+        "benchmark": f"bulk export, {len(reqs):,} subjects",
+        "subjects": len(reqs),
+        "batch_size": args.batch_size,
+        "processes": args.processes,
+    }
     with running_world(root, own_process=True) as env:
         print(f"bulk: {len(reqs)} subjects, batches of {args.batch_size}", flush=True)
         bulk_out = BENCH_DIR / "bulk-out"

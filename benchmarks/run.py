@@ -11,7 +11,7 @@ import os
 import platform
 from datetime import UTC, datetime
 
-from benchmarks import bench_api, bench_latency, bench_memory, bench_validate
+from benchmarks import bench_api, bench_bulk, bench_latency, bench_memory, bench_validate
 from benchmarks.common import ROOT
 
 GOALS = {
@@ -20,12 +20,14 @@ GOALS = {
     "peak memory, 1 GB of customer files": "<= 300 MB",
     "POST /requests to completed callback": "<= 5 s",
     "POST /requests accepted per second": "",
+    "bulk export": ">= 200 subjects/s, <= 1.5 GB, archives identical",
 }
 
 
 def main() -> None:
     figures = [bench_validate.main(), bench_latency.main(), bench_memory.main()]
     figures += bench_api.main([])
+    figures.append(bench_bulk.main([]))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",

@@ -144,8 +144,13 @@ class Extractor:
                 done += len(wave)
         self.progress("sources read", total, total)
         self.staging.finish()
-        self.result.redactions = self._redactor.redactions if self._redactor else 0
+        self.result.redactions = self.redactions
         return self.result
+
+    @property
+    def redactions(self) -> int:
+        """Values of other people replaced in free text so far."""
+        return self._redactor.redactions if self._redactor else 0
 
     def _read_wave(
         self, pool: ThreadPoolExecutor, wave: list[Entity], outcomes: dict[str, SourceOutcome]
@@ -185,7 +190,8 @@ class Extractor:
             if o.records:
                 self.result.records[o.dataset] = self.result.records.get(o.dataset, 0) + o.records
 
-    def _lookups(self, entity: Entity) -> list[Lookup]:
+    def lookups(self, entity: Entity) -> list[Lookup]:
+        """The entity's lookups for which this subject has keys, in match order."""
         return [lk for m in entity.match if (lk := self.lookup_for(m)) is not None]
 
     def lookup_for(self, match: Match) -> Lookup | None:
@@ -197,7 +203,7 @@ class Extractor:
 
     def _read(self, entity: Entity, outcome: SourceOutcome) -> list[Violation]:
         """Fetch, normalize, check and stage one entity; the rules its records broke."""
-        lookups = self._lookups(entity)
+        lookups = self.lookups(entity)
         if not lookups:
             return []
         reader = self.entity_reader(entity, outcome, several_lookups=len(lookups) > 1)
@@ -213,7 +219,8 @@ class Extractor:
         """What reads one entity's fetched batches into this subject's staging area."""
         return EntityReader(self, entity, outcome, several_lookups)
 
-    def _collect_keys(self, entity: Entity, batch: pa.RecordBatch) -> None:
+    def collect_keys(self, entity: Entity, batch: pa.RecordBatch) -> None:
+        """Remember the keys the entity's rows yield for the entities after it."""
         for key, column in entity.yields.items():
             values = pc.unique(pc.drop_null(batch.column(column))).cast(pa.string())
             found = [v for v in values.to_pylist() if v]
@@ -320,7 +327,7 @@ class EntityReader:
         batch = self.fresh(batch)
         if batch.num_rows == 0:
             return
-        ex._collect_keys(entity, batch)
+        ex.collect_keys(entity, batch)
         if entity.files:
             batch = ex._stage_files(entity, self.connector, batch)
         norm, failures = normalize_batch(

@@ -211,3 +211,29 @@ def test_a_failed_bulk_run_leaves_no_request_running(demo: Demo, location: Locat
     (again,) = tick(pending_exports_nightly, location)
     assert run(location, again).success
     assert location.store.get(rid).state == State.COMPLETED
+
+
+def test_a_batch_skips_requests_another_run_holds_but_takes_its_own_again(
+    demo: Demo, location: Location
+) -> None:
+    """A step tried again after a crash finds its requests running under its own claim
+    and exports them; one another run holds (running under its claim) is left alone."""
+    from engine.datamap import load_datamap
+    from exporters.delivery import LocalFolderDelivery
+    from pipelines.lib.bulk_batches import BatchSettings, export_stored_batch
+
+    ours, theirs, fresh = (bulk(location, e) for e in people(demo, 3))
+    assert location.store.claim(ours, actor="run:mine0000")
+    assert location.store.claim(theirs, actor="run:other000")
+    settings = BatchSettings(
+        datamap=load_datamap(),
+        delivery=LocalFolderDelivery(location.exports),
+        staging_root=location.staging,
+        env=demo.env,
+    )
+    counts = export_stored_batch(
+        location.store, [ours, theirs, fresh], settings, actor="run:mine0000"
+    )
+    assert (counts.delivered, counts.skipped, counts.failed) == (2, 1, 0)
+    assert location.store.get(ours).state == location.store.get(fresh).state == State.COMPLETED
+    assert location.store.get(theirs).state == State.RUNNING  # still the other run's

@@ -139,8 +139,7 @@ class BulkExtractor:
         out: dict[str, Extraction | SubjectFailure] = {}
         for s in self.subjects:
             s.ex.staging.finish()
-            red = s.ex._redactor
-            s.ex.result.redactions = red.redactions if red else 0
+            s.ex.result.redactions = s.ex.redactions
             out[s.ex.request.request_id] = s.failure or s.ex.result
         return out
 
@@ -155,7 +154,7 @@ class BulkExtractor:
         for s in live:
             outcome = SourceOutcome(entity.ref, entity.system, entity.dataset)
             s.ex.result.outcomes.append(outcome)
-            lookups = s.ex._lookups(entity)
+            lookups = s.ex.lookups(entity)
             if lookups:
                 several = len(lookups) > 1
                 s.readers[entity.ref] = s.ex.entity_reader(entity, outcome, several_lookups=several)
@@ -195,7 +194,7 @@ class BulkExtractor:
         def read(s: _Subject) -> None:
             reader = s.readers[entity.ref]
             try:
-                for lookup in s.ex._lookups(entity):
+                for lookup in s.ex.lookups(entity):
                     for batch in reader.connector.fetch(
                         entity.options, lookup, entity.source_columns()
                     ):
@@ -403,7 +402,7 @@ class _Split:
                 if not idx:
                     continue
             indices = pa.array(idx, pa.int64())
-            s.ex._collect_keys(self.entity, self.batch.take(indices))
+            s.ex.collect_keys(self.entity, self.batch.take(indices))
             reader.stage(norm.take(indices))
 
     def _shared_normalized(self) -> pa.RecordBatch | None:

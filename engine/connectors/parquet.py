@@ -35,6 +35,7 @@ from engine.connectors.base import Lookup, SourceError
 
 BATCH_ROWS = 65_536
 FRAGMENT_CACHE = 4096  # files whose parsed footer is kept between fetches
+READAHEAD_BATCHES, READAHEAD_FILES = 4, 2  # decoded ahead of the reader: bounds memory
 _NOT_TRANSIENT = (
     "AccessDenied",
     "Access Denied",
@@ -171,7 +172,13 @@ class ParquetConnector:
         field = pc.field(lookup.column)
         value_set = self._value_set(values, schema.field(lookup.column).type, lookup, label)
         expr = (pc.utf8_lower(field) if lookup.casefold else field).isin(value_set)
-        for batch in dataset.to_batches(columns=columns, filter=expr, batch_size=self.batch_rows):
+        for batch in dataset.to_batches(
+            columns=columns,
+            filter=expr,
+            batch_size=self.batch_rows,
+            batch_readahead=READAHEAD_BATCHES,
+            fragment_readahead=READAHEAD_FILES,
+        ):
             if batch.num_rows:
                 yield batch
 

@@ -1,12 +1,13 @@
 """One batch of stored requests exported together, with the store kept up to date.
 
 Plain Python (the Dagster batch step calls it; tests call it directly). Each request is
-claimed (received or failed -> running) before it is read; requests another process holds
-are skipped. The batch is exported with ``engine.bulk.export_batch``; a request that
-fails in it is tried once more alone (a failure caused by a neighbour, or a passing
-one, does not fail it); what still fails is marked failed with its reason (sources,
-rules and counts, no values), and can be run again. Delivered requests are completed
-with their parts recorded for downloads and retention.
+claimed (received or failed -> running) before it is read; requests another run holds,
+or closed ones, are skipped (one this run claimed, in a step tried again, is not). The
+batch is exported with ``engine.bulk.export_batch``; a request that fails in it is
+tried once more alone (a failure caused by a neighbour, or a passing one, does not fail
+it); what still fails is marked failed with its reason (sources, rules and counts, no
+values), and can be run again. Delivered requests are completed with their parts
+recorded for downloads and retention.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ def export_stored_batch(
     counts = BatchCounts()
     requests = []
     for rid in request_ids:
-        stored = store.get(rid)
-        if stored.state != State.RUNNING and not store.claim(rid, actor=actor):
+        if not (store.claim(rid, actor=actor) or _claimed_by(store, rid, actor)):
             counts.skipped += 1
             continue
         requests.append(store.export_request(rid))
@@ -88,6 +88,14 @@ def export_stored_batch(
         if progress:
             progress(counts.delivered, counts.failed, total)
     return counts
+
+
+def _claimed_by(store: RequestStore, request_id: str, actor: str) -> bool:
+    """Running under this actor's own claim: the same step tried again after a crash."""
+    if store.get(request_id).state != State.RUNNING:
+        return False
+    claims = [e for e in store.events(request_id) if e.event == "claimed"]
+    return bool(claims) and claims[-1].actor == actor
 
 
 def _settle(
