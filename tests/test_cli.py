@@ -149,3 +149,39 @@ def test_export_to_s3_in_parts(
     assert keys == sorted(p.split("/", 3)[3] for p in parts)
     bad = run("export", "--email", "a@b.example", "--out", "s3://b/p?nonsense=1")
     assert bad.returncode == 2 and "--out: unknown parameter 'nonsense'" in bad.stderr
+
+
+def test_bulk_exports_each_listed_person_across_processes(demo: Demo, tmp_path: Path) -> None:
+    """``portability bulk``: one archive per line, progress on stderr without data, one
+    result line per person, exit 1 when one failed; a bad line is named, not echoed."""
+    import sqlite3
+
+    with sqlite3.connect(demo.root / "crm.sqlite") as con:
+        people = list(con.execute("select email, customer_number from people limit 5"))
+    lines = [f"email={e}" for e, _ in people[:4]]
+    lines += [f"email={people[4][0]};controller_customer_id={people[4][1]}", "# a comment"]
+    subjects = tmp_path / "people.txt"
+    subjects.write_text("\n".join(lines) + "\n")
+    env_file = tmp_path / "sources.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in demo.env.items()))
+    out, staging = tmp_path / "out", tmp_path / "staging"
+    common = ["--env-file", str(env_file), "--out", str(out), "--staging", str(staging)]
+    r = run("bulk", str(subjects), *common, "--batch-size", "2", "--processes", "2")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
+    assert all(row[2] == "delivered" for row in rows)
+    for row, (email, _) in zip(rows, people, strict=True):
+        with zipfile.ZipFile(row[3]) as z:
+            assert email in z.read("data/personal.json").decode()
+    assert "5 delivered, 0 failed, 0 remaining" in r.stderr
+    assert not any(email in r.stderr for email, _ in people)
+    assert not any(staging.iterdir())
+
+    subjects.write_text(lines[0] + "\n")
+    alone = run("bulk", str(subjects), *common, "--processes", "0")  # in this process
+    assert alone.returncode == 0 and alone.stdout.count("\tdelivered\t") == 1, alone.stderr
+
+    subjects.write_text("email=nobody@example.org\nshoe_size=44\n")
+    bad = run("bulk", str(subjects), *common)
+    assert bad.returncode == 2 and "subject line 2" in bad.stderr and "44" not in bad.stderr

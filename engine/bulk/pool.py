@@ -69,9 +69,14 @@ def run_bulk(
     report()
     if processes == 0:
         _init(settings)
-        for chunk in todo:
-            results += work(chunk)
-            report()
+        try:
+            for chunk in todo:
+                results += work(chunk)
+                report()
+        finally:
+            for conn in _WORKER.pop("connectors", {}).values():
+                conn.close()
+            _WORKER.clear()
         return results
     workers = min(processes or os.cpu_count() or 1, len(todo)) or 1
     context = multiprocessing.get_context("spawn")
