@@ -19,12 +19,12 @@ from request_store import State
 from tests import api_fixtures
 from tests.api_fixtures import TestPortal, make_api, request_body
 from tests.clock import Clock
+from tests.location_fixtures import Location
 from tests.test_encryption import age, new_identity
-from tests.test_pipelines import Location, location
 from tests.world_fixtures import Demo, edge
 
 api_keys, portal = api_fixtures.api_keys, api_fixtures.portal
-__all__ = ["age", "api_keys", "location", "portal"]
+__all__ = ["age", "api_keys", "portal"]
 
 
 def test_a_portal_request_is_exported_called_back_and_downloaded(

@@ -18,12 +18,12 @@ import pytest
 from request_store import State
 from tests import api_fixtures
 from tests.api_fixtures import make_api, request_body
-from tests.test_pipelines import Location, location
+from tests.location_fixtures import Location
 from tests.test_transfer import RECIPIENTS, TOKEN, PutServer, put_server
 from tests.world_fixtures import Demo, edge
 
 api_keys = api_fixtures.api_keys
-__all__ = ["api_keys", "location", "put_server"]
+__all__ = ["api_keys", "put_server"]
 
 
 @pytest.fixture
