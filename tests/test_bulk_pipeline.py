@@ -184,6 +184,11 @@ def test_an_organisation_export_gives_each_member_an_archive_and_an_index(
     }
     assert not any(cn in Path(done.index_location or "").read_text() for cn in members)
     assert tick(organisation_exports, location) == []  # it runs once
+    empty = exports.schedule(org_id="org_with_nobody", actor="dpo")  # still gets its index
+    (request,) = tick(organisation_exports, location)
+    assert run(location, request).success
+    assert exports.get(empty).state == "completed"
+    assert json.loads(Path(exports.get(empty).index_location or "").read_text())["members"] == 0
 
 
 def test_a_failed_bulk_run_leaves_no_request_running(demo: Demo, location: Location) -> None:

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.bulk import BATCH_SIZE
 from engine.bulk.export import BATCH_MEMORY, SubjectResult, export_batch
 from engine.request import ExportRequest
 
 Progress = Callable[[int, int, int], None]  # delivered, failed, total
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,12 @@ class BulkSettings:
     memory_budget: int = BATCH_MEMORY
 
 
-def batches(requests: Sequence[ExportRequest], size: int) -> Iterator[list[ExportRequest]]:
-    """``requests`` in batches of at most ``size``, in order."""
+def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    """``items`` (requests, request ids) in batches of at most ``size``, in order."""
     if size < 1:
         raise ValueError("batch size must be at least 1")
-    for start in range(0, len(requests), size):
-        yield list(requests[start : start + size])
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def run_bulk(

@@ -49,7 +49,7 @@ def plan_batches(
         raise dg.Failure("batch_size must be at least 1")
     with portability.open_store() as store:
         ids = select_requests(store, portability, config.source, config)
-    chunks = list(batches(ids, config.batch_size))  # type: ignore[arg-type]
+    chunks = list(batches(ids, config.batch_size))
     context.log.info(
         f"{len(ids)} requests ({config.source}) in {len(chunks)} batches of up to "
         f"{config.batch_size}"
