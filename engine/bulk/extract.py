@@ -388,10 +388,14 @@ class _Split:
         self.rows = [(s, idx) for s, idx in rows if s.failure is None]
 
     def dispatch(self) -> None:
-        norm = self._shared_normalized()
+        norms: dict[str, pa.RecordBatch | None] = {}  # request type -> the batch normalized
         pk_values: list[object] | None = None
         for s, idx in self.rows:
             reader = s.readers[self.entity.ref]
+            kind = s.ex.request.request_type
+            if kind not in norms:
+                norms[kind] = self._shared_normalized(reader, kind)
+            norm = norms[kind]
             if norm is None:
                 reader.take(self.batch.take(idx))
                 continue
@@ -405,18 +409,15 @@ class _Split:
             s.ex.collect_keys(self.entity, self.batch.take(indices))
             reader.stage(norm.take(indices))
 
-    def _shared_normalized(self) -> pa.RecordBatch | None:
-        """The batch normalized once for all, or None when each subject must do it."""
-        entity = self.entity
-        if any(f.transform == "redact_others" for f in entity.fields) or not self.rows:
+    def _shared_normalized(self, reader: EntityReader, kind: str) -> pa.RecordBatch | None:
+        """The batch normalized once for every subject of a request type, or None when
+        each must do it (redaction depends on the subject; a broken rule is named per
+        subject by its own pass)."""
+        if any(f.transform == "redact_others" for f in self.entity.fields):
             return None
-        types = {s.ex.request.request_type for s, _ in self.rows}
-        if len(types) != 1:
-            return None
-        reader = self.rows[0][0].readers[entity.ref]
-        norm, failures = normalize_batch(self.batch, entity, reader.schema, types.pop())
+        norm, failures = normalize_batch(self.batch, self.entity, reader.schema, kind)
         if failures or any(True for _ in reader.schema.compiled.validate(norm)):
-            return None  # each subject's own pass names the rules its records broke
+            return None
         return norm
 
 
