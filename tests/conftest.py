@@ -20,6 +20,7 @@ from tests.backend_fixtures import AWS_ENV
 pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, exporter
 pytest_plugins += ["tests.dagster_fixtures"]  # dagster_ui: the webserver on an exported request
 pytest_plugins += ["tests.location_fixtures"]  # location: the code location in process
+pytest_plugins += ["tests.store_fixtures"]  # store_url: an empty request store, both backends
 
 # ---------------------------------------------------------------------------
 # SQL database fixtures (connectors): each test gets its own database, dropped after

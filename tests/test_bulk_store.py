@@ -10,11 +10,9 @@ bulk request per member in one transaction. No identity value reaches an audit t
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -36,7 +34,6 @@ from request_store import organisations as org_module
 from request_store.subscriptions import add_months_at
 from request_store.tables import connect
 from tests.clock import Clock
-from tests.conftest import PG_HOST, PG_PORT, postgres_database
 
 SECRET_EMAIL = "zelda.secret@example.org"
 SECRET_ID = "C99887766"
@@ -54,31 +51,6 @@ SECRETS = (
 )
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 AUDIT_TABLES = ("request_events", "subscription_events", "organisation_events")
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (its name), dropped afterwards."""
-    with postgres_database("test_bulk") as url:
-        yield url.rsplit("/", 1)[1]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store location: a SQLite file path, or a fresh schema on PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "dagster_home" / "requests.sqlite")
-    import psycopg
-
-    database = request.getfixturevalue("pg_database")
-    schema = f"s_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{database}") as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = sa.URL.create(
-        "postgresql+psycopg", "postgres", None, PG_HOST, PG_PORT, database,
-        query={"options": f"-csearch_path={schema}"},
-    )  # fmt: skip
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

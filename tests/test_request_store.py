@@ -32,7 +32,6 @@ from request_store import (
 from request_store.sealing import SealError, seal, unseal
 from request_store.tables import connect
 from tests.clock import Clock
-from tests.conftest import PG_HOST, PG_PORT, postgres_database
 
 SECRET_EMAIL = "zelda.secret@example.org"
 SECRET_ID = "C99887766"
@@ -40,31 +39,6 @@ SECRETS = (SECRET_EMAIL, SECRET_ID, SECRET_EMAIL.upper())
 IDENTITIES = (Identity("email", SECRET_EMAIL), Identity("controller_customer_id", SECRET_ID))
 T0 = datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
 SHA = "ab" * 32
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (its name), dropped afterwards."""
-    with postgres_database("test_store") as url:
-        yield url.rsplit("/", 1)[1]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store location: a SQLite file path, or a fresh schema on PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "dagster_home" / "requests.sqlite")
-    import psycopg
-
-    database = request.getfixturevalue("pg_database")
-    schema = f"s_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{database}") as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = sa.URL.create(
-        "postgresql+psycopg", "postgres", None, PG_HOST, PG_PORT, database,
-        query={"options": f"-csearch_path={schema}"},
-    )  # fmt: skip
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
