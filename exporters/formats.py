@@ -9,7 +9,9 @@ the records, so the same records give the same bytes.
 * CSV: UTF-8 without BOM, a header row even without records, CRLF line ends, RFC 4180
   quoting (every string value is quoted, so an empty string ``""`` and a null (empty
   field) stay apart), booleans as ``true``/``false``.
-* Parquet: zstd compressed; no time stamps inside (``created_by`` is the pyarrow version).
+* Parquet: zstd compressed and dictionary encoded; a dataset of fewer than
+  ``PARQUET_SMALL`` records is stored plain (a zstd context per column costs more than
+  it saves on a few rows). No time stamps inside (``created_by`` is the pyarrow version).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 PARQUET_ROW_GROUP = 65_536
+PARQUET_SMALL = 1_000  # records; fewer are stored without compression or dictionaries
 
 
 def _conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -80,29 +83,45 @@ def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
     writer.write_table(table.combine_chunks(), row_group_size=PARQUET_ROW_GROUP)
 
 
+def _parquet_writer(out: BinaryIO, schema: pa.Schema, records: int) -> pq.ParquetWriter:
+    """zstd and dictionaries from ``PARQUET_SMALL`` records; plain below (the choice
+    depends on the record count only, so the same records still give the same bytes)."""
+    if records >= PARQUET_SMALL:
+        return pq.ParquetWriter(out, schema, compression="zstd")
+    return pq.ParquetWriter(out, schema, compression="none", use_dictionary=False)
+
+
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: BinaryIO) -> int:
-    """Parquet (zstd) into a stream that need not seek.
+    """Parquet into a stream that need not seek.
 
     Row groups hold exactly ``PARQUET_ROW_GROUP`` records (the last one fewer), however
-    the records arrive in batches, so the bytes depend on the records only.
+    the records arrive in batches, so the bytes depend on the records only. The writer
+    opens once the first row group is full or the records end, when it is known whether
+    the dataset is small.
     """
     count = 0
     pending: list[pa.Table] = []
     pending_rows = 0
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+    writer: pq.ParquetWriter | None = None
+    try:
         for batch in _conform(batches, schema):
             count += batch.num_rows
             pending.append(pa.Table.from_batches([batch], schema))
             pending_rows += batch.num_rows
             if pending_rows < PARQUET_ROW_GROUP:
                 continue
+            writer = writer or _parquet_writer(out, schema, pending_rows)
             table = pa.concat_tables(pending)
             while table.num_rows >= PARQUET_ROW_GROUP:
                 _write_group(writer, table.slice(0, PARQUET_ROW_GROUP))
                 table = table.slice(PARQUET_ROW_GROUP)
             pending, pending_rows = [table], table.num_rows
+        writer = writer or _parquet_writer(out, schema, count)
         if pending_rows:
             _write_group(writer, pa.concat_tables(pending))
+    finally:
+        if writer is not None:
+            writer.close()
     return count
 
 

@@ -130,7 +130,7 @@ def test_parquet_into_non_seekable_stream_round_trips(tmp_path: Path) -> None:
     path = write("parquet", tmp_path)
     meta = pq.ParquetFile(path).metadata
     assert meta.created_by.startswith("parquet-cpp-arrow version")
-    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert meta.row_group(0).column(0).compression == "UNCOMPRESSED"  # a small dataset
     assert pq.read_table(path).equals(TABLE)
     assert duck_records(f"select * from read_parquet('{path}')") == RECORDS
     df = pd.read_parquet(path, dtype_backend="pyarrow")
@@ -147,6 +147,20 @@ def test_same_records_give_same_bytes(fmt: str) -> None:
         writer(TABLE.to_batches(max_chunksize=size), SCHEMA, sink)
         outputs.add(bytes(sink.buf))
     assert len(outputs) == 1
+
+
+@pytest.mark.parametrize(("records", "codec"), [(999, "UNCOMPRESSED"), (1000, "ZSTD")])
+def test_parquet_compresses_from_a_thousand_records(records: int, codec: str) -> None:
+    words = pa.array([f"w{i % 7}" for i in range(records)])
+    table = pa.table({"i": pa.array(range(records), pa.int64()), "word": words})
+    sink = Sink()
+    assert write_parquet(table.to_batches(max_chunksize=100), table.schema, sink) == records
+    meta = pq.ParquetFile(io.BytesIO(bytes(sink.buf))).metadata
+    columns = [meta.row_group(0).column(c) for c in range(2)]
+    assert {c.compression for c in columns} == {codec}
+    dictionary = [c.dictionary_page_offset is not None for c in columns]
+    assert dictionary == ([True, True] if codec == "ZSTD" else [False, False])
+    assert pq.read_table(io.BytesIO(bytes(sink.buf))).equals(table)
 
 
 def test_parquet_row_groups_do_not_depend_on_batches() -> None:
