@@ -144,6 +144,33 @@ def test_many_values_read_only_row_groups_that_may_hold_them(tmp_path: Path) -> 
     assert _may_hold(frag, "account_id", ["zzz"]) is None
 
 
+def test_each_bucket_file_is_pruned_with_its_own_accounts(tmp_path: Path) -> None:
+    """Accounts of a batch fall into every bucket; a file's row groups are kept only for
+    the accounts of its own bucket (all of a batch's accounts together fall inside
+    nearly every row group's min/max)."""
+    table = _events(_accounts(300), 40)
+    files = _write_lake(tmp_path, table, row_group_size=50)
+    accounts = sorted(set(table["account_id"].to_pylist()))[::10]  # 30 of 300
+    conn = ParquetConnector("lake", str(tmp_path))
+    lookup = Lookup("account_id", accounts)
+    buckets = conn._buckets(ENTITY["bucketing"], lookup, accounts, "events")
+    assert buckets is not None
+    dataset = conn._files_dataset(conn._bucket_files(str(tmp_path / "events"), buckets), lookup)
+    kept = sum(len(f.row_groups) for f in dataset.get_fragments())
+    mine_only = everyone = 0
+    for b, path in files.items():
+        own = [a for a in accounts if bucket_of(a, BUCKETS) == b]
+        meta = pq.ParquetFile(path).metadata
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(2).statistics
+            mine_only += any(stats.min <= a <= stats.max for a in own)
+            everyone += any(stats.min <= a <= stats.max for a in accounts)
+    assert kept == mine_only and mine_only * 2 < everyone, (mine_only, everyone)
+    got = _read(conn, ENTITY, lookup, COLUMNS)
+    want = _read(conn, {"path": "events"}, lookup, COLUMNS)  # no pruning of ours
+    assert got.num_rows == 30 * 40 and got.equals(want)
+
+
 def test_full_scan_without_bucketing_and_on_other_columns(lake) -> None:  # type: ignore[no-untyped-def]
     root, table, _ = lake
     conn = ParquetConnector("lake", str(root))

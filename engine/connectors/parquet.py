@@ -164,7 +164,7 @@ class ParquetConnector:
             files = self._bucket_files(folder, buckets)
             if not files:
                 return
-            dataset = self._files_dataset(files, lookup, values)
+            dataset = self._files_dataset(files, lookup)
         schema = dataset.schema
         missing = [c for c in (*columns, lookup.column) if c not in schema.names]
         if missing:
@@ -193,8 +193,9 @@ class ParquetConnector:
 
     def _buckets(
         self, bucketing: Any, lookup: Lookup, values: list[str], label: str
-    ) -> list[str] | None:
-        """Bucket folder names to read, or None to scan the whole dataset."""
+    ) -> dict[str, list[str]] | None:
+        """The bucket folders to read, each with the values hashed to it (sorted), or
+        None to scan the whole dataset."""
         if not bucketing:
             return None
         if not isinstance(bucketing, Mapping):
@@ -207,30 +208,35 @@ class ParquetConnector:
         if bucketing.get("column") != lookup.column or lookup.casefold:
             return None  # the bucket of a row is known only from its exact bucketing column
         partition = str(bucketing.get("partition", "bucket"))
-        ids = sorted({bucket_of(v, count) for v in values})
-        return [bucket_folder(partition, i, count) for i in ids]
+        by_bucket: dict[int, list[str]] = {}
+        for v in sorted(values):
+            by_bucket.setdefault(bucket_of(v, count), []).append(v)
+        return {bucket_folder(partition, i, count): by_bucket[i] for i in sorted(by_bucket)}
 
-    def _bucket_files(self, folder: str, buckets: list[str]) -> list[pafs.FileInfo]:
-        files: list[pafs.FileInfo] = []
-        for bucket in buckets:
+    def _bucket_files(
+        self, folder: str, buckets: Mapping[str, list[str]]
+    ) -> list[tuple[pafs.FileInfo, list[str]]]:
+        """Each data file of the buckets, with the values its bucket may hold."""
+        files: list[tuple[pafs.FileInfo, list[str]]] = []
+        for bucket, held in buckets.items():
             sel = pafs.FileSelector(f"{folder}/{bucket}", recursive=True, allow_not_found=True)
             for info in self.fs.get_file_info(sel):
                 base = info.base_name
                 if info.type == pafs.FileType.File and not base.startswith(("_", ".")):
-                    files.append(info)
-        return sorted(files, key=lambda i: i.path)
+                    files.append((info, held))
+        return sorted(files, key=lambda f: f[0].path)
 
     def _files_dataset(
-        self, files: list[pafs.FileInfo], lookup: Lookup, values: list[str]
+        self, files: list[tuple[pafs.FileInfo, list[str]]], lookup: Lookup
     ) -> ds.Dataset:
-        """A dataset of the listed files' row groups that may hold a value (their sizes
-        are known, which saves a HEAD per file)."""
-        frags = [self._fragment(f) for f in files]
-        schema = frags[0].physical_schema
-        if not lookup.casefold:
-            wanted = sorted(values)
-            frags = [f for f in (_may_hold(f, lookup.column, wanted) for f in frags) if f]
-        return ds.FileSystemDataset(frags, schema, self._format, self.fs)
+        """A dataset of the row groups that may hold one of their bucket's values (file
+        sizes are known, which saves a HEAD per file). Each file is pruned with its own
+        bucket's values only: a batch's values, all together, fall inside nearly every
+        row group's min/max."""
+        frags = [(self._fragment(info), held) for info, held in files]
+        schema = frags[0][0].physical_schema
+        kept = [f for f in (_may_hold(f, lookup.column, held) for f, held in frags) if f]
+        return ds.FileSystemDataset(kept, schema, self._format, self.fs)
 
     def _fragment(self, info: pafs.FileInfo) -> ds.ParquetFileFragment:
         """The file's fragment with its footer parsed, kept while path, size and mtime stay.
