@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from engine.bulk.extract import CONCURRENCY, BulkExtractor, SubjectFailure
+from engine.bulk.memory import RELEASE_EVERY, fewer_collections, release_memory
 from engine.connectors.base import Connector
 from engine.datamap import DataMap
 from engine.export import (
@@ -86,18 +85,22 @@ def export_batch(
     )
     results: list[SubjectResult] = []
     try:
-        extracted = bulk.run()
-        for n, request in enumerate(requests):
-            if progress:
-                progress("packing archives", n, len(requests))
-            staging = bulk.staging_of(request.request_id)
-            found = extracted[request.request_id]
-            try:
-                results.append(
-                    _deliver_one(request, found, datamap, schemas, register, delivery, staging)
-                )
-            finally:
-                staging.cleanup()
+        with fewer_collections():
+            extracted = bulk.run()
+            release_memory()
+            for n, request in enumerate(requests):
+                if n and n % RELEASE_EVERY == 0:
+                    release_memory()
+                if progress:
+                    progress("packing archives", n, len(requests))
+                staging = bulk.staging_of(request.request_id)
+                found = extracted[request.request_id]
+                try:
+                    results.append(
+                        _deliver_one(request, found, datamap, schemas, register, delivery, staging)
+                    )
+                finally:
+                    staging.cleanup()
         if progress:
             progress("packing archives", len(requests), len(requests))
         return results
@@ -107,7 +110,7 @@ def export_batch(
         if own_connectors:
             for c in conns.values():
                 c.close()
-        pa.default_memory_pool().release_unused()  # the next batch starts from little
+        release_memory()  # the next batch starts from little
 
 
 def _deliver_one(

@@ -36,6 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.bulk.memory import release_memory
 from engine.connectors.base import Connector, Lookup, SourceError
 from engine.datamap.graph import entity_waves
 from engine.datamap.model import DataMap, Entity, Match
@@ -135,6 +136,7 @@ class BulkExtractor:
                 for entity in wave:
                     self._close(entity, live)
                 done += len(wave)
+                release_memory()  # what the wave decoded and parsed is staged now
         self.progress("sources read", total, total)
         out: dict[str, Extraction | SubjectFailure] = {}
         for s in self.subjects:
