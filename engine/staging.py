@@ -72,6 +72,7 @@ class Staging:
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
         self._memory_bytes = 0
+        self._on_disk = resume  # whether records may sit in Parquet files (spilled, resumed)
         self.memory_limit = memory_limit
         self.budget = budget or MemoryBudget(memory_limit)
         self._lock = threading.Lock()  # entities are read (and staged) in parallel
@@ -102,6 +103,7 @@ class Staging:
     def _write_file(self, key: tuple[str, str], batch: pa.RecordBatch) -> None:
         writer = self._writers.get(key)
         if writer is None:
+            self._on_disk = True
             path = self.dataset_file(*key)
             self.datasets.mkdir(exist_ok=True, mode=0o700)
             path.parent.mkdir(exist_ok=True, mode=0o700)
@@ -135,13 +137,16 @@ class Staging:
         """A dataset's staged batches, entity by entity in name order (call after finish)."""
         refs = {ref for ds, ref in self._memory if ds == dataset}
         folder = self.datasets / dataset
-        if folder.exists():
+        if self._on_disk and folder.exists():
             refs |= {p.stem for p in folder.glob("*.parquet")}
         for ref in sorted(refs):
-            for b in self._memory.get((dataset, ref), []):
-                yield b.select(columns) if columns else b
+            held = self._memory.get((dataset, ref))
+            if held is not None:
+                for b in held:
+                    yield b.select(columns) if columns else b
+                continue
             path = self.dataset_file(dataset, ref)
-            if (dataset, ref) not in self._memory and path.exists():
+            if path.exists():
                 yield from pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=columns)
 
     def cleanup(self) -> None:
