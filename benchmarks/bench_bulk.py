@@ -68,7 +68,7 @@ def subjects(n: int, seed: int = 11) -> list[str]:
         emails = c.execute(
             sa.text(
                 "select email from (select email, row_number() over (order by person_id) - 1"
-                " as n from people) p where n = any(:rows)"
+                " as n from people) p join unnest(cast(:rows as bigint[])) r(n) using (n)"
             ),
             {"rows": rows},
         ).scalars()
