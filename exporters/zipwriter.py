@@ -27,6 +27,7 @@ DEFLATE_LEVEL = 6
 EXTERNAL_ATTR = (stat.S_IFREG | 0o644) << 16
 CREATE_SYSTEM = 3  # Unix, whatever the platform writing the archive
 _BUFFER = 1 << 20  # bytes gathered before they go to the compressor
+_SPOOL = 4 << 20  # archive bytes held in memory before they go to the file
 
 # Already-compressed containers and media: deflating them again costs time for nothing.
 _STORED = """
@@ -131,6 +132,68 @@ class _EntryStream:
         self.flush()
 
 
+class _WriteBehind:
+    """A file opened for writing that zipfile may seek in, holding the bytes since the
+    last flush in memory: zipfile writes an entry's header, its data, then seeks back to
+    rewrite the header, which costs a seek and a write system call each time on a real
+    file (most entries of an export are a few hundred bytes). Past ``limit`` bytes the
+    buffer goes to the file, so memory stays bounded; a rewrite of bytes already in the
+    file (the header of a large entry) is written there in place.
+    """
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._buf = bytearray()
+        self._base = raw.tell()  # file offset of the buffer's first byte
+        self._pos = self._base
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        pos = self._pos
+        if pos < self._base:  # rewriting bytes already in the file
+            head = min(n, self._base - pos)
+            self._raw.seek(pos)
+            self._raw.write(view[:head])
+            self._raw.seek(self._base)
+            view, pos = view[head:], pos + head
+        if view.nbytes:
+            off = pos - self._base
+            self._buf[off : off + view.nbytes] = view
+            pos += view.nbytes
+        self._pos = pos
+        if len(self._buf) >= self._limit and pos == self._base + len(self._buf):
+            self._raw.write(self._buf)
+            self._base, self._buf = pos, bytearray()
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        end = self._base + len(self._buf)
+        target = {os.SEEK_SET: offset, os.SEEK_CUR: self._pos + offset, os.SEEK_END: end + offset}
+        if not 0 <= target[whence] <= end:
+            raise ValueError("seek outside the written bytes")
+        self._pos = target[whence]
+        return self._pos
+
+    def flush(self) -> None:
+        """Everything to the file (zipfile flushes once, after the central directory)."""
+        if self._buf:
+            self._raw.write(self._buf)
+            self._base, self._buf = self._base + len(self._buf), bytearray()
+            self._raw.flush()
+        self._pos = max(self._pos, self._base)
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+
 class ArchiveWriter:
     """Writes one ZIP archive; use as a context manager. Not thread-safe."""
 
@@ -145,8 +208,10 @@ class ArchiveWriter:
         if isinstance(target, (str, os.PathLike)):
             # Personal data: the archive is private from its first byte.
             self._own = open(target, "wb", opener=lambda p, f: os.open(p, f, 0o600))  # noqa: SIM115
-            fileobj: BinaryIO = self._own
+            self._spool: _WriteBehind | None = _WriteBehind(self._own, _SPOOL)
+            fileobj: BinaryIO = self._spool  # type: ignore[assignment]
         else:
+            self._spool = None
             fileobj = target
         self._zip = zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
         self._entries: list[EntryInfo] = []
@@ -167,6 +232,8 @@ class ArchiveWriter:
         """Write the central directory and close the file if this writer opened it."""
         try:
             self._zip.close()
+            if self._spool is not None:
+                self._spool.flush()
         finally:
             if self._own is not None:
                 self._own.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from exporters import zipwriter
 from exporters.zipwriter import ArchiveWriter, EntryInfo, should_compress
 from tests.streams import Sink
 
@@ -96,6 +97,42 @@ def test_same_content_gives_identical_bytes(tmp_path: Path) -> None:
     _write_sample(mem1)
     _write_sample(mem2)
     assert mem1.getvalue() == mem2.getvalue() == a  # a seekable stream: same as a file
+
+
+@pytest.mark.parametrize("spool", [1, 700, 64 * 1024, 4 * MB])
+def test_file_archive_is_built_in_memory_with_the_bytes_of_a_stream(
+    tmp_path: Path, spool: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file target gathers the archive in memory up to ``_SPOOL`` bytes at a time;
+    headers rewritten after their bytes went to the file land in place."""
+    monkeypatch.setattr(zipwriter, "_SPOOL", spool)
+    noise = os.urandom(300_000)
+
+    def build(target: Path | io.BytesIO) -> None:
+        with ArchiveWriter(target, timestamp=WHEN) as zw:  # type: ignore[arg-type]
+            zw.add_bytes("data/a.json", b'[\n{"x": 1}\n]\n')
+            zw.add_stream("files/noise.bin", io.BytesIO(noise), compress=False)  # ZIP64
+            with zw.open("data/b.csv") as out:
+                for _ in range(50):
+                    out.write(b'"x","y"\r\n' * 1000)
+            zw.add_bytes("README.html", b"<p>index</p>")
+
+    path, memory = tmp_path / "a.zip", io.BytesIO()
+    build(path)
+    build(memory)
+    assert path.read_bytes() == memory.getvalue()
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None and z.read("files/noise.bin") == noise
+
+
+def test_large_entries_reach_the_file_before_they_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zipwriter, "_SPOOL", 64 * 1024)
+    path = tmp_path / "a.zip"
+    with ArchiveWriter(path, timestamp=WHEN) as zw, zw.open("files/x.bin") as out:
+        out.write(os.urandom(3 * MB))  # one write: the entry stream sends it on at once
+        assert path.stat().st_size >= 3 * MB - 64 * 1024
 
 
 def test_non_seekable_target(tmp_path: Path) -> None:
