@@ -9,9 +9,10 @@ the records, so the same records give the same bytes.
 * CSV: UTF-8 without BOM, a header row even without records, CRLF line ends, RFC 4180
   quoting (every string value is quoted, so an empty string ``""`` and a null (empty
   field) stay apart), booleans as ``true``/``false``.
-* Parquet: zstd compressed and dictionary encoded; a dataset of fewer than
-  ``PARQUET_SMALL`` records is stored plain (a zstd context per column costs more than
-  it saves on a few rows). No time stamps inside (``created_by`` is the pyarrow version).
+* Parquet: zstd compressed and dictionary encoded, with statistics; a dataset of fewer
+  than ``PARQUET_SMALL`` records is stored plain, without them (a zstd context per
+  column costs more than it saves on a few rows, and nobody prunes a few rows). No
+  time stamps inside (``created_by`` is the pyarrow version).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 PARQUET_ROW_GROUP = 65_536
-PARQUET_SMALL = 1_000  # records; fewer are stored without compression or dictionaries
+PARQUET_SMALL = 1_000  # records; fewer are stored without compression, dictionaries, statistics
 
 
 def _conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -83,12 +84,16 @@ def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
     writer.write_table(table.combine_chunks(), row_group_size=PARQUET_ROW_GROUP)
 
 
-def _parquet_writer(out: BinaryIO, schema: pa.Schema, records: int) -> pq.ParquetWriter:
-    """zstd and dictionaries from ``PARQUET_SMALL`` records; plain below (the choice
-    depends on the record count only, so the same records still give the same bytes)."""
-    if records >= PARQUET_SMALL:
-        return pq.ParquetWriter(out, schema, compression="zstd")
-    return pq.ParquetWriter(out, schema, compression="none", use_dictionary=False)
+def _small_parquet(table: pa.Table, schema: pa.Schema, out: BinaryIO) -> None:
+    """A dataset of fewer than ``PARQUET_SMALL`` records: plain (no compression,
+    dictionaries or statistics), built in memory and written at once."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(
+        sink, schema, compression="none", use_dictionary=False, write_statistics=False
+    ) as writer:
+        if table.num_rows:
+            _write_group(writer, table)
+    out.write(memoryview(sink.getvalue()))
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: BinaryIO) -> int:
@@ -110,15 +115,19 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Bin
             pending_rows += batch.num_rows
             if pending_rows < PARQUET_ROW_GROUP:
                 continue
-            writer = writer or _parquet_writer(out, schema, pending_rows)
+            writer = writer or pq.ParquetWriter(out, schema, compression="zstd")
             table = pa.concat_tables(pending)
             while table.num_rows >= PARQUET_ROW_GROUP:
                 _write_group(writer, table.slice(0, PARQUET_ROW_GROUP))
                 table = table.slice(PARQUET_ROW_GROUP)
             pending, pending_rows = [table], table.num_rows
-        writer = writer or _parquet_writer(out, schema, count)
+        rest = pa.concat_tables(pending) if pending else schema.empty_table()
+        if writer is None and count < PARQUET_SMALL:
+            _small_parquet(rest, schema, out)
+            return count
+        writer = writer or pq.ParquetWriter(out, schema, compression="zstd")
         if pending_rows:
-            _write_group(writer, pa.concat_tables(pending))
+            _write_group(writer, rest)
     finally:
         if writer is not None:
             writer.close()

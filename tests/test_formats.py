@@ -160,6 +160,8 @@ def test_parquet_compresses_from_a_thousand_records(records: int, codec: str) ->
     assert {c.compression for c in columns} == {codec}
     dictionary = [c.dictionary_page_offset is not None for c in columns]
     assert dictionary == ([True, True] if codec == "ZSTD" else [False, False])
+    statistics = [c.is_stats_set for c in columns]
+    assert statistics == ([True, True] if codec == "ZSTD" else [False, False])
     assert pq.read_table(io.BytesIO(bytes(sink.buf))).equals(table)
 
 
