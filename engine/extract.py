@@ -29,7 +29,7 @@ from engine.connectors.base import Connector, Lookup, SourceError
 from engine.datamap.graph import entity_waves
 from engine.datamap.model import DataMap, Entity, Match
 from engine.normalize.mapping import normalize_batch
-from engine.normalize.redact import Redactor
+from engine.normalize.redact import NameDirectory, Redactor
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry
 from engine.staging import Staging
@@ -94,7 +94,10 @@ class Extractor:
         staging: Staging,
         progress: Progress | None = None,
         workers: int = WORKERS,
+        names: NameDirectory | None = None,
     ) -> None:
+        """``names``: a name directory shared with other extractions (a batch's);
+        by default this extraction asks the data map's name directory itself."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
@@ -108,6 +111,7 @@ class Extractor:
         self.own: dict[tuple[str, str], set[str]] = {k: set() for k in datamap.redaction.own_values}
         self.namer = SafeNamer("files")
         self._redactor: Redactor | None = None
+        self.names = names if names is not None else name_directory(datamap, connectors)
         self._lock = threading.Lock()  # keys, own values and the redactor, across threads
         self.result = Extraction()
 
@@ -244,26 +248,8 @@ class Extractor:
         if self._redactor is None:
             own = self.own
             pick = lambda f: {v for (_, fn), vs in own.items() if fn == f for v in vs}  # noqa: E731
-            self._redactor = Redactor(
-                pick("email"), pick("phone"), pick("full_name"), self._name_lookup()
-            )
+            self._redactor = Redactor(pick("email"), pick("phone"), pick("full_name"), self.names)
         return self._redactor
-
-    def _name_lookup(self) -> Callable[[list[str]], set[str]] | None:
-        nd = self.dm.redaction.name_directory
-        if nd is None:
-            return None
-        system, entity_name, column = nd
-        entity = self.dm.entity(system, entity_name)
-        connector = self.connectors[system]
-
-        def lookup(candidates: list[str]) -> set[str]:
-            found: set[str] = set()
-            for batch in connector.fetch(entity.options, Lookup(column, candidates), [column]):
-                found.update(v for v in batch.column(0).to_pylist() if v)
-            return found
-
-        return lookup
 
     def _stage_files(
         self, entity: Entity, connector: Connector, batch: pa.RecordBatch
@@ -367,3 +353,20 @@ def _drop_seen(batch: pa.RecordBatch, pk: str, seen: set[object]) -> pa.RecordBa
         keep.append(k not in seen)
         seen.add(k)
     return batch.filter(pa.array(keep)) if not all(keep) else batch
+
+
+def name_directory(dm: DataMap, connectors: Mapping[str, Connector]) -> NameDirectory | None:
+    """The data map's name directory (other people's names, for redaction), or None."""
+    nd = dm.redaction.name_directory
+    if nd is None:
+        return None
+    system, entity_name, column = nd
+
+    def lookup(candidates: list[str]) -> set[str]:
+        entity, connector = dm.entity(system, entity_name), connectors[system]
+        found: set[str] = set()
+        for batch in connector.fetch(entity.options, Lookup(column, candidates), [column]):
+            found.update(v for v in batch.column(0).to_pylist() if v)
+        return found
+
+    return NameDirectory(lookup)

@@ -143,3 +143,33 @@ def test_a_failing_subject_is_reported_and_the_rest_delivered(
     assert not any(v in text for text in failed.values() for v in ("not a time", "NARNIA"))
     got = digests(tmp_path / "out")
     assert len(got) == 38 and got == {name: single[name] for name in got}
+
+
+def test_a_batch_asks_the_name_directory_once_per_ticket_group(
+    demo: Demo, single: dict[str, str], tmp_path: Path
+) -> None:
+    """Other people's names in tickets are looked up for every subject's tickets at once
+    (a query per subject before); the archives keep their bytes."""
+    dm = load_datamap()
+    conns = open_connectors(dm, demo.env)
+    crm, asked = conns["crm"], []
+    fetch = crm.fetch
+
+    def counting(entity, lookup, columns):  # type: ignore[no-untyped-def]
+        if lookup.column == "full_name":
+            asked.append(len(lookup.values))
+        return fetch(entity, lookup, columns)
+
+    crm.fetch = counting  # type: ignore[method-assign]
+    try:
+        results = run_batch(demo, tmp_path, requests_for(demo), connectors=conns)
+    finally:
+        for c in conns.values():
+            c.close()
+    assert all(r.delivered for r in results)
+    assert digests(tmp_path / "out") == single
+    with_tickets = sqlite3.connect(demo.root / "crm.sqlite").execute(
+        "select count(distinct person_id) from support_tickets"
+    )
+    assert with_tickets.fetchone()[0] > 20
+    assert 1 <= len(asked) <= 3 and sum(asked) > 20

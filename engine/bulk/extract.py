@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,9 @@ from engine.bulk.memory import release_memory
 from engine.connectors.base import Connector, Lookup, SourceError
 from engine.datamap.graph import entity_waves
 from engine.datamap.model import DataMap, Entity, Match
-from engine.extract import EntityReader, Extraction, Extractor, SourceOutcome
+from engine.extract import EntityReader, Extraction, Extractor, SourceOutcome, name_directory
 from engine.normalize.mapping import normalize_batch
+from engine.normalize.redact import NameDirectory
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry
 from engine.staging import MemoryBudget, Staging
@@ -94,6 +96,7 @@ class BulkExtractor:
         self.progress = progress or (lambda *_: None)
         self.concurrency = max(1, concurrency)
         budget = MemoryBudget(memory_budget)  # the batch's staged records, together
+        self.names = name_directory(datamap, connectors)  # one for the batch's redactions
         self.subjects = [
             _Subject(
                 Extractor(
@@ -103,6 +106,7 @@ class BulkExtractor:
                     connectors,
                     Staging(staging_root, r.request_id, budget=budget),
                     workers=1,
+                    names=self.names,
                 )
             )
             for r in requests
@@ -238,7 +242,7 @@ class BulkExtractor:
                 start += n
             try:
                 combined = pa.concat_batches([b for _, bs in members for b in bs])
-                _Split(entity, combined, rows).dispatch()
+                _Split(entity, combined, rows, self.names).dispatch()
             except Exception as err:  # the group's subjects are reported, not raised
                 self._fail([s for s, _ in members], entity, err)
 
@@ -301,7 +305,7 @@ class BulkExtractor:
                 self._read_group(entity, m, group[half:])
                 return
             for batch, rows in batches:
-                _Split(entity, batch, rows).dispatch()
+                _Split(entity, batch, rows, self.names).dispatch()
         except Exception as err:  # the group's subjects are reported, not raised
             self._fail(subjects, entity, err)
 
@@ -384,12 +388,15 @@ class _Split:
         entity: Entity,
         batch: pa.RecordBatch,
         rows: list[tuple[_Subject, list[int]]],
+        names: NameDirectory | None = None,
     ) -> None:
         self.entity = entity
         self.batch = batch
         self.rows = [(s, idx) for s, idx in rows if s.failure is None]
+        self.names = names
 
     def dispatch(self) -> None:
+        self._prefetch_names()
         norms: dict[str, pa.RecordBatch | None] = {}  # request type -> the batch normalized
         pk_values: list[object] | None = None
         for s, idx in self.rows:
@@ -410,6 +417,23 @@ class _Split:
             indices = pa.array(idx, pa.int64())
             s.ex.collect_keys(self.entity, self.batch.take(indices))
             reader.stage(norm.take(indices))
+
+    def _prefetch_names(self) -> None:
+        """One name-directory lookup for the free text of every subject's rows, which
+        each subject's redaction then finds answered (instead of a query per subject)."""
+        redacted = [f.source for f in self.entity.fields if f.transform == "redact_others"]
+        if self.names is None or not self.rows or not redacted:
+            return
+        texts = [
+            t
+            for source in redacted
+            if source in self.batch.schema.names
+            for t in self.batch.column(source).to_pylist()
+            if isinstance(t, str)
+        ]
+        if texts:
+            with suppress(SourceError):  # each subject's redaction asks again, fails alone
+                self.names.prefetch(texts)
 
     def _shared_normalized(self, reader: EntityReader, kind: str) -> pa.RecordBatch | None:
         """The batch normalized once for every subject of a request type, or None when

@@ -30,6 +30,53 @@ def _digits(s: str) -> str:
     return re.sub(r"\D", "", s)
 
 
+def name_candidates(texts: Iterable[str | None]) -> list[str]:
+    """Capitalised word runs and all their sub-runs of two words or more, sorted."""
+    found: set[str] = set()
+    for text in texts:
+        if not text:
+            continue
+        for m in NAME_CANDIDATE.finditer(text):
+            words = [w for w in m.group(0).split() if w[:1].isupper()]
+            for i in range(len(words)):
+                for j in range(i + 2, min(len(words), i + 4) + 1):
+                    found.add(" ".join(words[i:j]))
+    return sorted(found)
+
+
+class NameDirectory:
+    """Which candidate strings are names in the directory, each looked up once.
+
+    A batch export shares one across its subjects: ``prefetch`` looks up the candidates
+    of every subject's texts in one query, where each subject's redaction would make
+    its own. A candidate not seen before is looked up when asked, so the answers are
+    those of ``lookup`` whatever was prefetched. The names stay in memory only as long
+    as the batch.
+    """
+
+    def __init__(self, lookup: Callable[[list[str]], set[str]]) -> None:
+        self._lookup = lookup
+        self._known: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, candidates: list[str]) -> set[str]:
+        with self._lock:
+            missing = [c for c in candidates if c not in self._known]
+        if missing:
+            found = self._lookup(missing)
+            with self._lock:
+                for c in missing:
+                    self._known[c] = c in found
+        with self._lock:
+            return {c for c in candidates if self._known[c]}
+
+    def prefetch(self, texts: Iterable[str | None]) -> None:
+        """Look up the name candidates of ``texts`` now, together."""
+        candidates = name_candidates(texts)
+        if candidates:
+            self(candidates)
+
+
 class Redactor:
     """Redacts what identifies anyone but the subject.
 
@@ -64,17 +111,6 @@ class Redactor:
         self.redactions += 1
         return PHONE_MARK
 
-    def _candidates(self, texts: list[str]) -> list[str]:
-        """Capitalised word runs and all their sub-runs of two words or more."""
-        found: set[str] = set()
-        for text in texts:
-            for m in NAME_CANDIDATE.finditer(text):
-                words = [w for w in m.group(0).split() if w[:1].isupper()]
-                for i in range(len(words)):
-                    for j in range(i + 2, min(len(words), i + 4) + 1):
-                        found.add(" ".join(words[i:j]))
-        return sorted(found)
-
     def redact(self, arr: pa.Array) -> pa.Array:
         """``arr`` with other people's emails, phones and names replaced (thread-safe)."""
         with self._lock:
@@ -88,7 +124,7 @@ class Redactor:
         ]
         names: list[str] = []
         if self.known_names is not None:
-            cands = self._candidates([t for t in step1 if t])
+            cands = name_candidates(step1)
             if cands:
                 names = [
                     n
