@@ -179,6 +179,14 @@ def test_single_object_and_404(api: ThreadingHTTPServer) -> None:
         _conn(api).fetch(entity, Lookup("id", [".."]), ["id"])
 
 
+def test_base_url_with_a_path_prefixes_every_endpoint(api: ThreadingHTTPServer) -> None:
+    base = f"http://127.0.0.1:{api.server_address[1]}/gateway/"
+    conn = HttpConnector("payments", base, token=TOKEN, max_retries=0)
+    entity = {"endpoint": "/v1/customers/{value}", "single": True}
+    _table(conn, entity, ["cus_a"], ["id"], column="id")
+    assert api.queries[-1]["path"] == ["/gateway/v1/customers/cus_a"]  # type: ignore[attr-defined]
+
+
 def test_429_then_success_honours_retry_after(api: ThreadingHTTPServer) -> None:
     waits: list[float] = []
     conn = _conn(api, sleep=waits.append)

@@ -48,8 +48,8 @@ def test_builds_each_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert isinstance(conn, kind)
         assert conn.name in ("crm", "lake", "files", "s3files", "pay", "pay2")
         conn.close()
-    assert built[4].client.headers["Authorization"] == "Bearer t"  # type: ignore[attr-defined]
-    assert built[5].client.headers["Authorization"] == "Bearer from-env"  # type: ignore[attr-defined]
+    assert built[4].headers["Authorization"] == "Bearer t"  # type: ignore[attr-defined]
+    assert built[5].headers["Authorization"] == "Bearer from-env"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import pyarrow as pa
@@ -168,16 +168,22 @@ class HttpConnector:
         headers = {"Accept": "application/json", "User-Agent": "infuze-portability"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.base_url = base_url.rstrip("/")
-        self._http = urllib3.PoolManager(
+        self._prefix = urlsplit(base_url).path.rstrip("/")  # a base URL's own path
+        self._http = urllib3.connection_from_url(  # one host: its pool, no pool manager
+            base_url,
             maxsize=self.max_concurrent,
             headers=headers,
             timeout=urllib3.Timeout(connect=float(timeout_s), read=float(timeout_s)),
             retries=False,  # retried here, with backoff and Retry-After
         )
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers sent with every request (the bearer token among them)."""
+        return self._http.headers
+
     def close(self) -> None:
-        self._http.clear()
+        self._http.close()
 
     def fetch(
         self, entity: Mapping[str, Any], lookup: Lookup, columns: Sequence[str]
@@ -288,13 +294,13 @@ class HttpConnector:
 
     def _get(self, label: str, path: str, params: Mapping[str, Any]) -> urllib3.BaseHTTPResponse:
         """GET with retries; returns 2xx and 404 answers, raises SourceError otherwise."""
-        url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
+        url = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         attempt = 0
         while True:
             wait: float | None = None
             self._pace()
             try:
-                response = self._http.request("GET", url, redirect=False)
+                response = self._http.urlopen("GET", url, redirect=False)
             except HTTPError as exc:  # connection errors, timeouts, broken answers
                 failure = _transport_failure(exc)
             else:
