@@ -48,6 +48,12 @@ class MemoryBudget:
             self.used -= nbytes
 
 
+def prepare_root(root: Path) -> None:
+    """Make the staging root, private to its owner (0700), whatever it was before."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(root, 0o700)
+
+
 class Staging:
     def __init__(
         self,
@@ -57,13 +63,16 @@ class Staging:
         *,
         resume: bool = False,
         budget: MemoryBudget | None = None,
+        root_ready: bool = False,
     ) -> None:
         """Open the request's area, emptied first unless ``resume`` (steps of one export).
 
         Records are held in memory while ``budget`` (default: ``memory_limit`` bytes of
-        this area's own) allows, then everything of this area spills to Parquet."""
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(root, 0o700)
+        this area's own) allows, then everything of this area spills to Parquet.
+        ``root_ready``: the caller has made ``root`` private (``prepare_root``) already,
+        as a batch does once for its subjects' areas."""
+        if not root_ready:
+            prepare_root(root)
         self.path = root / request_id
         if self.path.exists() and not resume:  # a crashed earlier attempt: start clean
             shutil.rmtree(self.path)
@@ -155,4 +164,22 @@ class Staging:
             self._memory.clear()
             self.budget.give(self._memory_bytes)
             self._memory_bytes = 0
-        shutil.rmtree(self.path, ignore_errors=True)
+        _remove(self.path)
+
+
+def _remove(path: Path) -> None:
+    """Remove an area: its files and itself when it holds no folder (an area after
+    packing: the archive), else the whole tree."""
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+        if not any(e.is_dir(follow_symlinks=False) for e in entries):
+            for e in entries:
+                os.unlink(e.path)
+            os.rmdir(path)
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)

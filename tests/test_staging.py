@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.staging import Staging
+from engine.staging import Staging, prepare_root
 from tests.world_fixtures import Demo, Exporter
 
 
@@ -44,3 +44,28 @@ def test_spilled_export_is_byte_identical(demo: Demo, exporter: Exporter, tmp_pa
         ("email", email), request_id="spill", out=tmp_path / "b", staging_memory_limit=0
     )
     assert kept.delivered.sha256 == spilled.delivered.sha256
+
+
+def test_cleanup_removes_flat_and_nested_areas(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+    flat = Staging(root, "flat")
+    (flat.path / "archive.zip").write_bytes(b"zip")
+    nested = Staging(root, "nested", memory_limit=0)  # every batch spills to Parquet
+    nested.write("ds", "crm.people", pa.record_batch({"a": [1, 2]}))
+    (nested.path / "files" / "x").mkdir(parents=True)
+    (nested.path / "files" / "x" / "photo.jpg").write_bytes(b"jpg")
+    for area in (flat, nested):
+        area.cleanup()
+        assert not area.path.exists()
+    flat.cleanup()  # twice is harmless
+    assert list(root.iterdir()) == []
+
+
+def test_prepare_root_makes_it_private_and_areas_can_skip_it(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+    prepare_root(root)
+    root.chmod(0o755)  # made public behind the batch's back: the next prepare mends it
+    prepare_root(root)
+    assert root.stat().st_mode & 0o777 == 0o700
+    area = Staging(root, "r1", root_ready=True)
+    assert area.path.is_dir() and area.path.stat().st_mode & 0o777 == 0o700

@@ -46,7 +46,7 @@ from engine.normalize.mapping import normalize_batch
 from engine.normalize.redact import NameDirectory
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry
-from engine.staging import MemoryBudget, Staging
+from engine.staging import MemoryBudget, Staging, prepare_root
 
 CONCURRENCY = 8  # subjects read at the same time from a source without bulk lookups
 UNION_ROWS = 65_536  # rows of a union fetch normalized and checked at once
@@ -96,6 +96,7 @@ class BulkExtractor:
         self.progress = progress or (lambda *_: None)
         self.concurrency = max(1, concurrency)
         budget = MemoryBudget(memory_budget)  # the batch's staged records, together
+        prepare_root(staging_root)  # once for the batch's areas
         self.names = name_directory(datamap, connectors)  # one for the batch's redactions
         self.subjects = [
             _Subject(
@@ -104,7 +105,7 @@ class BulkExtractor:
                     datamap,
                     schemas,
                     connectors,
-                    Staging(staging_root, r.request_id, budget=budget),
+                    Staging(staging_root, r.request_id, budget=budget, root_ready=True),
                     workers=1,
                     names=self.names,
                 )
