@@ -163,7 +163,7 @@ def timed_run(
     batch_size: int,
     processes: int,
     single: bool = False,
-) -> tuple[float, int, int, int, float]:
+) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     settings = BulkSettings(DEFAULT_DATAMAP, str(out / "archives"), out / "staging", env)
     last = [0.0]
@@ -185,8 +185,14 @@ def timed_run(
             worker=one_by_one if single else None,
         )
         elapsed = time.perf_counter() - t0
-    failed = sum(not r.delivered for r in results)
-    return elapsed, mem.peak, failed, len(results), _cpu_seconds() - cpu0
+    n, cpu = len(results), _cpu_seconds() - cpu0
+    return {
+        "seconds": round(elapsed, 1),
+        "subjects_per_s": round(n / elapsed, 1),
+        "cpu_ms_per_subject": round(1000 * cpu / n, 1),
+        "peak_rss_mb": round(mem.peak / 2**20),
+        "failed": sum(not r.delivered for r in results),
+    }
 
 
 def _cpu_seconds() -> float:
@@ -216,28 +222,14 @@ def main(argv: list[str] | None = None) -> dict:
     with running_world(root, own_process=True) as env:
         print(f"bulk: {len(reqs)} subjects, batches of {args.batch_size}", flush=True)
         bulk_out = BENCH_DIR / "bulk-out"
-        s, peak, failed, n, cpu = timed_run(reqs, bulk_out, env, args.batch_size, args.processes)
-        figures["bulk"] = {
-            "seconds": round(s, 1),
-            "subjects_per_s": round(n / s, 1),
-            "cpu_ms_per_subject": round(1000 * cpu / n, 1),
-            "peak_rss_mb": round(peak / 2**20),
-            "failed": failed,
-        }
+        figures["bulk"] = timed_run(reqs, bulk_out, env, args.batch_size, args.processes)
         print(f"  {figures['bulk']}", flush=True)
         if not args.skip_single:
             print(f"single: the same {len(reqs)} subjects one by one", flush=True)
             single_out = BENCH_DIR / "single-out"
-            s, peak, failed, n, cpu = timed_run(
+            figures["single"] = timed_run(
                 reqs, single_out, env, args.batch_size, args.processes, single=True
             )
-            figures["single"] = {
-                "seconds": round(s, 1),
-                "subjects_per_s": round(n / s, 1),
-                "cpu_ms_per_subject": round(1000 * cpu / n, 1),
-                "peak_rss_mb": round(peak / 2**20),
-                "failed": failed,
-            }
             figures["ratio"] = round(figures["single"]["seconds"] / figures["bulk"]["seconds"], 1)
             a = digests(bulk_out / "archives")
             b = digests(single_out / "archives")
