@@ -124,10 +124,10 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Bin
         rest = pa.concat_tables(pending) if pending else schema.empty_table()
         if writer is None and count < PARQUET_SMALL:
             _small_parquet(rest, schema, out)
-            return count
-        writer = writer or pq.ParquetWriter(out, schema, compression="zstd")
-        if pending_rows:
-            _write_group(writer, rest)
+        else:
+            writer = writer or pq.ParquetWriter(out, schema, compression="zstd")
+            if rest.num_rows:
+                _write_group(writer, rest)
     finally:
         if writer is not None:
             writer.close()

@@ -173,10 +173,10 @@ class _WriteBehind:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         end = self._base + len(self._buf)
-        target = {os.SEEK_SET: offset, os.SEEK_CUR: self._pos + offset, os.SEEK_END: end + offset}
-        if not 0 <= target[whence] <= end:
+        start = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: end}[whence]
+        if not 0 <= start + offset <= end:
             raise ValueError("seek outside the written bytes")
-        self._pos = target[whence]
+        self._pos = start + offset
         return self._pos
 
     def flush(self) -> None:
