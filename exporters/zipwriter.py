@@ -173,7 +173,7 @@ class _WriteBehind:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         end = self._base + len(self._buf)
-        start = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: end}[whence]
+        start = end if whence == os.SEEK_END else self._pos if whence == os.SEEK_CUR else 0
         if not 0 <= start + offset <= end:
             raise ValueError("seek outside the written bytes")
         self._pos = start + offset
