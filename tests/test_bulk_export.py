@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,38 @@ def test_a_batch_asks_the_name_directory_once_per_ticket_group(
     )
     assert with_tickets.fetchone()[0] > 20
     assert 1 <= len(asked) <= 3 and sum(asked) > 20
+
+
+def test_an_api_is_called_for_at_most_max_concurrent_subjects_across_its_entities(
+    demo: Demo, single: dict[str, str], tmp_path: Path
+) -> None:
+    """The payment API's four entities are read in the same wave; its ``max_concurrent``
+    bounds the calls in flight for all of them together, not for each."""
+    dm = load_datamap()
+    conns = open_connectors(dm, demo.env)
+    api = conns["payments"]
+    api.max_concurrent = 2  # type: ignore[attr-defined]
+    fetch, lock = api.fetch, threading.Lock()
+    flight, peak = [0], [0]
+
+    def counted(entity, lookup, columns):  # type: ignore[no-untyped-def]
+        with lock:
+            flight[0] += 1
+            peak[0] = max(peak[0], flight[0])
+        try:
+            time.sleep(0.005)  # a round trip long enough for calls to overlap
+            yield from fetch(entity, lookup, columns)
+        finally:
+            with lock:
+                flight[0] -= 1
+
+    api.fetch = counted  # type: ignore[method-assign]
+    try:
+        results = run_batch(demo, tmp_path, requests_for(demo)[:40], connectors=conns)
+    finally:
+        for c in conns.values():
+            c.close()
+    assert all(r.delivered for r in results)
+    assert peak[0] == 2  # reached, never passed
+    got = digests(tmp_path / "out")
+    assert len(got) == 40 and got == {name: single[name] for name in got}

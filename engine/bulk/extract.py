@@ -11,8 +11,9 @@ order, so its archive is byte-identical. Only the reading is shared:
   connector's row order is a function of the rows (SQL orders by every column, Parquet
   keeps file order), so a subject's rows come in the order its own query gives them.
 * Other sources (HTTP APIs, object stores) are read per subject, ``concurrency`` at a
-  time (an HTTP connector's ``max_concurrent`` when lower; its ``requests_per_second``
-  spaces the calls).
+  time for each system, whichever of its entities the calls are for (an HTTP
+  connector's ``max_concurrent`` when lower; its ``requests_per_second`` spaces the
+  calls).
 
 A fetched batch is normalized and checked once for all its subjects when nothing
 depends on the subject (no redaction of others, no files) and it is clean; otherwise
@@ -113,6 +114,8 @@ class BulkExtractor:
             for r in requests
         ]
         self._by_id = {s.ex.request.request_id: s for s in self.subjects}
+        self._gates: dict[str, threading.Semaphore] = {}  # system -> its calls in flight
+        self._gates_lock = threading.Lock()
 
     def run(self) -> dict[str, Extraction | SubjectFailure]:
         """Each request's extraction, or why it failed (in request order).
@@ -212,19 +215,13 @@ class BulkExtractor:
             except Exception as err:  # one subject's failure is reported, not raised
                 self._fail([s], entity, err)
 
-        conn = self.connectors[entity.system]
-        limit = min(self.concurrency, getattr(conn, "max_concurrent", self.concurrency))
-        if limit == 1:
-            for s in subjects:
+        gate = self._gate(entity.system)
+
+        def gated(s: _Subject) -> None:
+            with gate:
                 read(s)
-        else:
-            gate = threading.Semaphore(limit)  # the pool is shared by the wave's entities
 
-            def gated(s: _Subject) -> None:
-                with gate:
-                    read(s)
-
-            list(pool.map(gated, subjects))
+        list(pool.map(gated, subjects))
         by_schema: dict[pa.Schema, list[tuple[_Subject, list[pa.RecordBatch]]]] = {}
         for s in subjects:
             batches = fetched.get(id(s), [])
@@ -246,6 +243,16 @@ class BulkExtractor:
                 _Split(entity, combined, rows, self.names).dispatch()
             except Exception as err:  # the group's subjects are reported, not raised
                 self._fail([s for s, _ in members], entity, err)
+
+    def _gate(self, system: str) -> threading.Semaphore:
+        """How many of a system's subjects are read at once, across a wave's entities:
+        ``concurrency``, or the connector's ``max_concurrent`` when lower."""
+        with self._gates_lock:
+            if system not in self._gates:
+                conn = self.connectors[system]
+                limit = min(self.concurrency, getattr(conn, "max_concurrent", self.concurrency))
+                self._gates[system] = threading.Semaphore(limit)
+            return self._gates[system]
 
     @staticmethod
     def _groups(
