@@ -178,8 +178,9 @@ def _write(target: Path, content: ArchiveContent) -> tuple[list[EntryInfo], _Ind
         index = _Index(
             man, desc, schemas, lambda m: render_readme(m, c.register, titles, c.source_notes)
         )
+        shared = {name for name, _ in schemas}  # the same in every export: deflated once
         for name, data in index():
-            zw.add_bytes(name, data)
+            zw.add_bytes(name, data, shared=name in shared)
         entries = list(zw.entries)
     return entries, index
 

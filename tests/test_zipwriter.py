@@ -99,13 +99,14 @@ def test_same_content_gives_identical_bytes(tmp_path: Path) -> None:
     assert mem1.getvalue() == mem2.getvalue() == a  # a seekable stream: same as a file
 
 
-@pytest.mark.parametrize("spool", [1, 700, 64 * 1024, 4 * MB])
-def test_file_archive_is_built_in_memory_with_the_bytes_of_a_stream(
+@pytest.mark.parametrize("spool", [2, 700, 64 * 1024, 4 * MB])
+def test_file_archive_has_the_bytes_of_a_stream(
     tmp_path: Path, spool: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file target gathers the archive in memory up to ``_SPOOL`` bytes at a time;
-    headers rewritten after their bytes went to the file land in place."""
+    """A file target is written through a buffer of ``_SPOOL`` bytes; the headers of
+    streamed entries, completed after their data, land in place wherever the buffer was."""
     monkeypatch.setattr(zipwriter, "_SPOOL", spool)
+    monkeypatch.setattr(zipwriter, "_BUFFER", 4096)  # entries past 4 KB stream
     noise = os.urandom(300_000)
 
     def build(target: Path | io.BytesIO) -> None:
@@ -123,6 +124,10 @@ def test_file_archive_is_built_in_memory_with_the_bytes_of_a_stream(
     assert path.read_bytes() == memory.getvalue()
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None and z.read("files/noise.bin") == noise
+        assert z.read("data/b.csv") == b'"x","y"\r\n' * 50_000
+    if shutil.which("unzip"):
+        run = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_large_entries_reach_the_file_before_they_end(
@@ -135,7 +140,11 @@ def test_large_entries_reach_the_file_before_they_end(
         assert path.stat().st_size >= 3 * MB - 64 * 1024
 
 
-def test_non_seekable_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gather", [1 << 20, 64])
+def test_non_seekable_target(tmp_path: Path, gather: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries that stream (``gather`` 64: all but the smallest) end with a data
+    descriptor, their header cannot be completed on a stream that does not seek."""
+    monkeypatch.setattr(zipwriter, "_BUFFER", gather)
     sink1, sink2 = Sink(), Sink()
     entries = _write_sample(sink1)
     _write_sample(sink2)
@@ -158,17 +167,63 @@ def _local_extra(archive: bytes, offset: int) -> bytes:
     return archive[start : start + extra_len]
 
 
-def test_zip64_when_size_unknown_only() -> None:
+def test_zip64_only_for_a_streamed_entry_of_unknown_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry gathered whole has its sizes in its header; one that streams with its
+    size announced too; one of unknown size that streams gets ZIP64 sizes (it may pass
+    4 GB before its size is known)."""
+    monkeypatch.setattr(zipwriter, "_BUFFER", 16)
     buf = io.BytesIO()
     with ArchiveWriter(buf, timestamp=WHEN) as zw:
         zw.add_bytes("known.txt", b"abc")
-        zw.add_stream("unknown.txt", io.BytesIO(b"abc"))
+        zw.add_stream("unknown-small.txt", io.BytesIO(b"abc"))
+        zw.add_stream("known-large.txt", io.BytesIO(b"x" * 100), size=100)
+        zw.add_stream("unknown-large.txt", io.BytesIO(b"y" * 100))
     data = buf.getvalue()
     with zipfile.ZipFile(buf) as z:
-        known, unknown = z.infolist()
-        assert z.read("unknown.txt") == b"abc"
-    assert _local_extra(data, known.header_offset) == b""
-    assert _local_extra(data, unknown.header_offset)[:2] == b"\x01\x00"  # ZIP64 extra
+        infos = z.infolist()
+        assert z.testzip() is None
+        assert z.read("unknown-large.txt") == b"y" * 100
+    extras = [_local_extra(data, i.header_offset)[:2] for i in infos]
+    assert extras == [b"", b"", b"", b"\x01\x00"]  # the last: a ZIP64 extra
+
+
+def test_small_entries_deflate_with_a_window_sized_to_them() -> None:
+    """A window and hash table sized to the entry: as small as a 32 KB window's output
+    (within 1%), on text like an export's, from a few bytes to past 32 KB."""
+    record = b'{"event_id": "e-%06d", "action": "login", "ip": "10.0.%d.%d"},\n'
+    for n in (1, 3, 10, 40, 200, 700, 2000):
+        text = b"".join(record % (i * 7919 % 999_983, i % 256, i * 31 % 256) for i in range(n))
+        buf = io.BytesIO()
+        with ArchiveWriter(buf, timestamp=WHEN) as zw:
+            zw.add_bytes("data/e.json", text)
+        with zipfile.ZipFile(buf) as z:
+            info = z.getinfo("data/e.json")
+            assert z.read(info) == text
+        full = zlib.compressobj(zipwriter.DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        assert info.compress_size <= 1.01 * len(full.compress(text) + full.flush()), n
+
+
+def test_shared_entries_are_compressed_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``shared`` bytes (a schema) give the archive they would give unshared, and the
+    second archive reuses the first one's compressed form."""
+    schema = b'{"$id": "schema", "properties": {"a": {"type": "string"}}}\n' * 20
+    calls = []
+    real = zipwriter._compressor
+    monkeypatch.setattr(zipwriter, "_compressor", lambda size: calls.append(size) or real(size))
+    monkeypatch.setattr(zipwriter, "_shared", {})
+    built = []
+    for shared in (False, True, True):
+        buf = io.BytesIO()
+        with ArchiveWriter(buf, timestamp=WHEN) as zw:
+            zw.add_bytes("schemas/a.json", schema, shared=shared)
+            zw.add_bytes("data/a.json", b"[]\n")
+        built.append(buf.getvalue())
+    assert built[0] == built[1] == built[2]
+    assert calls == [len(schema), 3, len(schema), 3, 3]  # the third archive: from the cache
 
 
 def test_rejects_bad_use(tmp_path: Path) -> None:
