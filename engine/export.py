@@ -26,6 +26,7 @@ from engine.staging import MEMORY_LIMIT, Staging
 from exporters.delivery import Delivered, Delivery
 from exporters.package import ArchiveContent, DatasetInput, FileInput, Packing, pack_parts
 from exporters.parts import Part
+from exporters.spool import MEMORY_ARCHIVE
 
 DEFAULT_REGISTER = Path(__file__).resolve().parent.parent / "config" / "processing-register.yaml"
 
@@ -159,9 +160,15 @@ def pack_extraction(
     staging: Staging,
     archive: Path,
     register: dict[str, Any],
+    *,
+    memory_limit: int = MEMORY_ARCHIVE,
 ) -> Packing:
     """Pack what an extraction staged into ``archive``, or into parts beside it when the
-    request sets a maximum part size and the archive is larger."""
+    request sets a maximum part size and the archive is larger.
+
+    An archive of at most ``memory_limit`` bytes is built and delivered from memory
+    (``Part.data``), unless the request asks for encryption: the sealed copy is made
+    beside the plain file."""
     datasets = []
     for name in dm.datasets():
         if not ex.records.get(name):
@@ -192,7 +199,11 @@ def pack_extraction(
         package_name="personal-data-export",
     )
     return pack_parts(
-        archive, content, max_part_bytes=request.max_part_bytes, part_stem=request.request_id
+        archive,
+        content,
+        max_part_bytes=request.max_part_bytes,
+        part_stem=request.request_id,
+        memory_limit=0 if request.encrypt_to else memory_limit,
     )
 
 
@@ -202,13 +213,13 @@ def deliver_parts(
     """Hand every part over in order, each encrypted to the request's recipients
     (``<name>.age``) when it asks for that; the plain part never leaves the area then."""
     if not request.encrypt_to:
-        return [delivery.deliver(p.path, p.name) for p in parts]
+        return [delivery.deliver(p.source, p.name) for p in parts]
     from exporters.encryption import encrypt_file, encrypted_name, parse_recipients
 
     recipients = parse_recipients(list(request.encrypt_to))
     out = []
     for p in parts:
         sealed = p.path.with_name(encrypted_name(p.path.name))
-        encrypt_file(p.path, sealed, recipients)
+        encrypt_file(p.source, sealed, recipients)
         out.append(delivery.deliver(sealed, encrypted_name(p.name)))
     return out

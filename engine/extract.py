@@ -263,8 +263,8 @@ class Extractor:
             strict=True,
         ):
             arc = self.namer.name_for(f"{owner}/{rel}")
-            target = self.staging.path / arc
-            folder = self.staging.path
+            folder = self.staging.folder()
+            target = folder / arc
             for part in Path(arc).parent.parts:  # each level private, not just the last
                 folder = folder / part
                 folder.mkdir(exist_ok=True, mode=0o700)

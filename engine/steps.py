@@ -165,8 +165,8 @@ class ExportSteps:
         staging = self._staging()
         archive = self.area / "archive.zip"
         register = load_register(self.register_path)
-        packing = pack_extraction(
-            self.request, self.dm, self.schemas, ex, staging, archive, register
+        packing = pack_extraction(  # on disk: another process (the next step) delivers it
+            self.request, self.dm, self.schemas, ex, staging, archive, register, memory_limit=0
         )
         parts = [{**asdict(p), "path": p.path.name} for p in packing.parts]
         _write_private(self.state / "packed.json", json.dumps(parts))
@@ -223,7 +223,7 @@ class ExportSteps:
         path = self.state / "as_of"
         if path.exists():
             return datetime.fromisoformat(path.read_text().strip())
-        self._staging()  # the area, private (0700), before anything is written in it
+        self._staging().folder()  # the area, private (0700), before anything is written in it
         self.state.mkdir(exist_ok=True, mode=0o700)
         _write_private(path, proposed.isoformat())
         return proposed

@@ -10,11 +10,12 @@ complete (written to a hidden temporary name, flushed, then renamed).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,24 @@ class Delivered:
     sha256: str
 
 
+Archive = Path | bytes  # an archive in a file, or built in memory (exporters/spool.py)
+
+
 class Delivery(Protocol):
-    def deliver(self, archive: Path, name: str) -> Delivered:
+    def deliver(self, archive: Archive, name: str) -> Delivered:
         """Hand over ``archive`` under ``name``; raise if it cannot be done whole."""
         ...
+
+
+def open_archive(archive: Archive) -> BinaryIO:
+    """A binary reader over an archive, from its first byte."""
+    if isinstance(archive, bytes):
+        return io.BytesIO(archive)
+    return open(archive, "rb")
+
+
+def archive_size(archive: Archive) -> int:
+    return len(archive) if isinstance(archive, bytes) else Path(archive).stat().st_size
 
 
 def file_sha256(path: Path) -> str:
@@ -44,24 +59,28 @@ class LocalFolderDelivery:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def deliver(self, archive: Path, name: str) -> Delivered:
+    def deliver(self, archive: Archive, name: str) -> Delivered:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.folder, 0o700)
         final = self.folder / name
         tmp = self.folder / f".{name}.partial"
         try:
-            with (
-                open(archive, "rb") as src,
-                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst,
-            ):
-                shutil.copyfileobj(src, dst, 1 << 20)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as dst:
+                os.fchmod(fd, 0o600)  # whatever an earlier attempt left
+                if isinstance(archive, bytes):
+                    dst.write(archive)
+                else:
+                    with open(archive, "rb") as src:
+                        shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
-                os.fsync(dst.fileno())
-            os.chmod(tmp, 0o600)
+                os.fsync(fd)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if isinstance(archive, bytes):  # the bytes just written and synced: no read back
+            return Delivered(str(final), len(archive), hashlib.sha256(archive).hexdigest())
         return Delivered(str(final), final.stat().st_size, file_sha256(final))
 
 

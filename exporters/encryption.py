@@ -41,6 +41,8 @@ from typing import BinaryIO, TypeAlias
 
 import pyrage
 
+from exporters.delivery import Archive, open_archive
+
 SUFFIX = ".age"
 MAX_RECIPIENTS = 10
 
@@ -112,8 +114,9 @@ class _HashingWriter:
         self._out.flush()
 
 
-def encrypt_file(src: Path, dst: Path, recipients: Sequence[Recipient]) -> EncryptedFile:
-    """Encrypt ``src`` to ``recipients`` (from ``parse_recipients``) as ``dst``, streaming.
+def encrypt_file(src: Archive, dst: Path, recipients: Sequence[Recipient]) -> EncryptedFile:
+    """Encrypt ``src`` (a file, or an archive's bytes) to ``recipients`` (from
+    ``parse_recipients``) as ``dst``, streaming.
 
     ``dst`` (by convention ``encrypted_name(src.name)``) appears whole or not at all, with
     mode 0600; on any failure no partial file is left and an existing ``dst`` is untouched.
@@ -121,8 +124,8 @@ def encrypt_file(src: Path, dst: Path, recipients: Sequence[Recipient]) -> Encry
     """
     if not recipients:
         raise ValueError("at least one recipient is required")
-    src, dst = Path(src), Path(dst)
-    with open(src, "rb") as reader:
+    dst = Path(dst)
+    with open_archive(src) as reader:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
         tmp = Path(tmp_name)
         try:

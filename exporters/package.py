@@ -9,6 +9,7 @@ archive, or past a maximum part size splits it into parts (exporters/parts.py), 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from exporters.delivery import file_sha256
 from exporters.formats import FORMATS
 from exporters.parts import MIN_PART_BYTES, Part, split_archive
 from exporters.readme_html import render_readme
+from exporters.spool import ArchiveSpool
 from exporters.zipwriter import ArchiveWriter, EntryInfo
 
 JSON_OPTS = orjson.OPT_INDENT_2
@@ -112,23 +114,36 @@ def pack_parts(
     *,
     max_part_bytes: int | None,
     part_stem: str | None = None,
+    memory_limit: int = 0,
 ) -> Packing:
     """Write the export as ``target`` or, past ``max_part_bytes``, as parts beside it:
     ``<part_stem>-001.zip`` ... (default stem: ``target``'s), removing any an earlier
     packing left. ``Part.name`` is the name to deliver under (``<part_stem>.zip`` if one).
+
+    An archive of at most ``memory_limit`` bytes that needs no parts stays in memory
+    (``Part.data``) and ``target`` is not written (``exporters/spool.py``).
     """
     if max_part_bytes is not None and max_part_bytes < MIN_PART_BYTES:
         raise ValueError(f"max_part_bytes must be at least {MIN_PART_BYTES}")
     stem = part_stem or target.stem
-    for old in target.parent.iterdir():
-        if re.fullmatch(re.escape(stem) + r"-\d{3,}\.zip", old.name):
-            old.unlink()
-    entries, index = _write(target, content)
-    size = target.stat().st_size
+    if target.parent.is_dir():
+        for old in target.parent.iterdir():
+            if re.fullmatch(re.escape(stem) + r"-\d{3,}\.zip", old.name):
+                old.unlink()
+    spool = ArchiveSpool(target, memory_limit)
+    try:
+        entries, index = _write(spool, content)
+    finally:
+        spool.close()
+    data = spool.data
+    size = len(data) if data is not None else target.stat().st_size
     if max_part_bytes is None or size <= max_part_bytes:
         names = tuple(e.arcname for e in entries)
-        one = Part(1, f"{stem}.zip", target, size, file_sha256(target), names)
+        digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(target)
+        one = Part(1, f"{stem}.zip", target, size, digest, names, data)
         return Packing([one], entries, index.manifest)
+    if data is not None:  # parts are cut from a file
+        spool.save()
     parts = split_archive(
         target, index, max_part_bytes=max_part_bytes, timestamp=content.as_of, stem=stem
     )
@@ -136,7 +151,7 @@ def pack_parts(
     return Packing(parts, entries, man)
 
 
-def _write(target: Path, content: ArchiveContent) -> tuple[list[EntryInfo], _Index]:
+def _write(target: Path | ArchiveSpool, content: ArchiveContent) -> tuple[list[EntryInfo], _Index]:
     c = content
     data_files: dict[str, list[str]] = {}
     resources: list[dict[str, Any]] = []

@@ -29,12 +29,12 @@ import os
 import struct
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from exporters.delivery import file_sha256
+from exporters.delivery import Archive, file_sha256
 from exporters.zipwriter import ArchiveWriter
 
 DEFAULT_MAX_PART_BYTES = 2_000_000_000  # under 2 GiB: no ZIP64 offsets needed
@@ -49,7 +49,9 @@ _COMMENT = "Part {} of {} of a data export; start with {} (README.html)."
 
 @dataclass(frozen=True)
 class Part:
-    """One file to deliver under ``name``; ``entries`` are the archive names it holds."""
+    """One file to deliver under ``name``; ``entries`` are the archive names it holds.
+
+    ``data``: its bytes when it was built in memory (then ``path`` was never written)."""
 
     number: int
     name: str
@@ -57,6 +59,12 @@ class Part:
     bytes: int
     sha256: str
     entries: tuple[str, ...]
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> Archive:
+        """What a delivery reads: the bytes, or the file."""
+        return self.data if self.data is not None else self.path
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -39,7 +38,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exporters.delivery import Delivered
+from exporters.delivery import Archive, Delivered, archive_size, open_archive
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last (moto enforces it too)
@@ -145,7 +144,7 @@ class S3Delivery:
 
     def deliver(
         self,
-        archive: Path,
+        archive: Archive,
         name: str,
         *,
         request_id: str | None = None,
@@ -153,7 +152,7 @@ class S3Delivery:
     ) -> Delivered:
         """Upload ``archive`` as ``<prefix>/<name>``, whole or not at all."""
         key = self.key_for(name)
-        if Path(archive).stat().st_size > MAX_PARTS * self.part_size:
+        if archive_size(archive) > MAX_PARTS * self.part_size:
             raise ValueError(f"archive needs more than {MAX_PARTS} parts: raise part_size")
         rid = request_id or _PART_SUFFIX.sub("", name.removesuffix(".zip"))
         if not _OPAQUE_ID.fullmatch(rid):
@@ -170,7 +169,7 @@ class S3Delivery:
         where = f"s3://{self.bucket}/{key}"
         try:
             self.abort_stale(key)
-            with open(archive, "rb") as f:
+            with open_archive(archive) as f:
                 size, digest = self._upload(f, key, extra)
         except S3DeliveryError:
             raise

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import yaml
 
-from exporters.delivery import Delivered, Delivery
+from exporters.delivery import Archive, Delivered, Delivery, archive_size, open_archive
 
 _LOOPBACK_V4 = re.compile(r"127(\.\d{1,3}){3}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -78,7 +78,7 @@ class PresignedPutDelivery:
         self._url, self._name = url, ""
         self.timeout, self.max_attempts, self.backoff_s = timeout_s, max(1, max_attempts), backoff_s
 
-    def deliver(self, archive: Path, name: str) -> Delivered:
+    def deliver(self, archive: Archive, name: str) -> Delivered:
         """PUT ``archive``; one URL takes one archive (``name`` guards against a second)."""
         if self._name not in ("", name):
             raise ValueError("a presigned PUT URL takes one archive: ask for one part")
@@ -86,7 +86,7 @@ class PresignedPutDelivery:
         for attempt in range(1, self.max_attempts + 1):
             time.sleep(self.backoff_s * 2 ** (attempt - 2) if attempt > 1 else 0)
             try:
-                status, size, digest = self._put(Path(archive))
+                status, size, digest = self._put(archive)
             except httpx.TransportError as exc:  # connection, timeout, protocol: retried
                 problem = type(exc).__name__
                 continue
@@ -97,10 +97,10 @@ class PresignedPutDelivery:
                 break  # 3xx/4xx: refused (expired, bad signature, ...): final
         raise TransferError(f"PUT to {self.host} failed after {attempt} attempt(s): {problem}")
 
-    def _put(self, archive: Path) -> tuple[int, int, str]:
+    def _put(self, archive: Archive) -> tuple[int, int, str]:
         h = hashlib.sha256()
-        with open(archive, "rb") as f, httpx.HTTPTransport() as transport:
-            size = os.fstat(f.fileno()).st_size
+        size = archive_size(archive)
+        with open_archive(archive) as f, httpx.HTTPTransport() as transport:
 
             def body() -> Iterator[bytes]:  # re-read from the start on every attempt
                 left = size

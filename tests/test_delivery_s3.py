@@ -97,12 +97,14 @@ def uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
 # --- uploads: bytes, encryption, tags, checksums ------------------------------------------
 
 
+@pytest.mark.parametrize("from_memory", [False, True], ids=["file", "memory"])
 @pytest.mark.parametrize("size", [100_000, 3 * MIN_PART_SIZE + 123], ids=["small", "4-parts"])
 def test_delivers_whole_encrypted_tagged(
-    delivery: S3Delivery, s3: Any, s3_bucket: str, tmp_path: Path, size: int
+    delivery: S3Delivery, s3: Any, s3_bucket: str, tmp_path: Path, size: int, from_memory: bool
 ) -> None:
+    """An archive in a file or built in memory (exporters/spool.py) uploads alike."""
     archive = make_archive(tmp_path / "a.zip", size)
-    done = delivery.deliver(archive, NAME)
+    done = delivery.deliver(archive.read_bytes() if from_memory else archive, NAME)
     key = f"exports/{NAME}"
     assert done.location == f"s3://{s3_bucket}/{key}"
     assert (done.bytes, done.sha256) == (size, hashlib.sha256(archive.read_bytes()).hexdigest())

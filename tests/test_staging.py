@@ -49,7 +49,7 @@ def test_spilled_export_is_byte_identical(demo: Demo, exporter: Exporter, tmp_pa
 def test_cleanup_removes_flat_and_nested_areas(tmp_path: Path) -> None:
     root = tmp_path / "staging"
     flat = Staging(root, "flat")
-    (flat.path / "archive.zip").write_bytes(b"zip")
+    (flat.folder() / "archive.zip").write_bytes(b"zip")
     nested = Staging(root, "nested", memory_limit=0)  # every batch spills to Parquet
     nested.write("ds", "crm.people", pa.record_batch({"a": [1, 2]}))
     (nested.path / "files" / "x").mkdir(parents=True)
@@ -68,4 +68,24 @@ def test_prepare_root_makes_it_private_and_areas_can_skip_it(tmp_path: Path) -> 
     prepare_root(root)
     assert root.stat().st_mode & 0o777 == 0o700
     area = Staging(root, "r1", root_ready=True)
-    assert area.path.is_dir() and area.path.stat().st_mode & 0o777 == 0o700
+    assert area.folder().is_dir() and area.path.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_area_touches_the_disk_only_when_something_must_be_written(tmp_path: Path) -> None:
+    """Records held in memory need no folder; a spill or ``folder()`` makes it (0700).
+    An area left by a crashed attempt is emptied when the request starts again."""
+    root = tmp_path / "staging"
+    area = Staging(root, "r1")
+    area.write("d", "s.e", _batches(1)[0])
+    area.finish()
+    assert [b.num_rows for b in area.batches("d")] == [100]
+    assert not area.path.exists()
+    area.cleanup()
+    assert list(root.iterdir()) == []
+    spilled = Staging(root, "r2", memory_limit=0)
+    spilled.write("d", "s.e", _batches(1)[0])
+    assert spilled.path.stat().st_mode & 0o777 == 0o700
+    (spilled.path / "left-over").write_bytes(b"x")
+    again = Staging(root, "r2")
+    assert not again.path.exists()
+    assert again.folder().is_dir() and list(again.path.iterdir()) == []

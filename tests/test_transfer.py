@@ -176,10 +176,15 @@ def test_wrong_token_is_final_and_names_host_only(
         assert wrong not in record.getMessage()
 
 
-def test_503_twice_then_ok_retries_from_the_start(put_server: PutServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_memory", [False, True], ids=["file", "memory"])
+def test_503_twice_then_ok_retries_from_the_start(
+    put_server: PutServer, tmp_path: Path, from_memory: bool
+) -> None:
+    """Every attempt sends the archive from its first byte, from a file or from memory."""
     put_server.fail_first = 2
     archive = make_archive(tmp_path / "a.zip", 2 * MiB + 5)
-    done = PresignedPutDelivery(put_server.url(), backoff_s=0.01).deliver(archive, NAME)
+    source = archive.read_bytes() if from_memory else archive
+    done = PresignedPutDelivery(put_server.url(), backoff_s=0.01).deliver(source, NAME)
     assert [p.status for p in put_server.puts] == [503, 503, 200]
     assert {(p.bytes, p.sha256) for p in put_server.puts} == {(done.bytes, done.sha256)}
     assert file_sha256(put_server.folder / NAME) == file_sha256(archive) == done.sha256
