@@ -21,6 +21,7 @@ pytest_plugins = ["tests.world_fixtures"]  # the demo world fixtures: demo, expo
 pytest_plugins += ["tests.dagster_fixtures"]  # dagster_ui: the webserver on an exported request
 pytest_plugins += ["tests.location_fixtures"]  # location: the code location in process
 pytest_plugins += ["tests.store_fixtures"]  # store_url: an empty request store, both backends
+pytest_plugins += ["tests.http_api"]  # api: a local JSON API for the HTTP connector
 
 # ---------------------------------------------------------------------------
 # SQL database fixtures (connectors): each test gets its own database, dropped after

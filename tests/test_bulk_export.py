@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -177,36 +175,34 @@ def test_a_batch_asks_the_name_directory_once_per_ticket_group(
     assert 1 <= len(asked) <= 3 and sum(asked) > 20
 
 
-def test_an_api_is_called_for_at_most_max_concurrent_subjects_across_its_entities(
+def test_a_batch_reads_each_api_entity_in_one_call_for_all_its_subjects(
     demo: Demo, single: dict[str, str], tmp_path: Path
 ) -> None:
-    """The payment API's four entities are read in the same wave; its ``max_concurrent``
-    bounds the calls in flight for all of them together, not for each."""
+    """The payment API's entities are read through ``fetch_many``, once per entity with
+    every subject's lookups (the connector keeps its requests in flight from one
+    thread), never request by request; the archives are still the single ones."""
     dm = load_datamap()
     conns = open_connectors(dm, demo.env)
     api = conns["payments"]
-    api.max_concurrent = 2  # type: ignore[attr-defined]
-    fetch, lock = api.fetch, threading.Lock()
-    flight, peak = [0], [0]
+    calls: list[int] = []
+    many = api.fetch_many  # type: ignore[attr-defined]
 
-    def counted(entity, lookup, columns):  # type: ignore[no-untyped-def]
-        with lock:
-            flight[0] += 1
-            peak[0] = max(peak[0], flight[0])
-        try:
-            time.sleep(0.005)  # a round trip long enough for calls to overlap
-            yield from fetch(entity, lookup, columns)
-        finally:
-            with lock:
-                flight[0] -= 1
+    def counted(entity, lookups, columns):  # type: ignore[no-untyped-def]
+        calls.append(len(lookups))
+        return many(entity, lookups, columns)
 
-    api.fetch = counted  # type: ignore[method-assign]
+    def refused(*_: object) -> None:
+        raise AssertionError("a bulk export read the API one subject at a time")
+
+    api.fetch_many = counted  # type: ignore[attr-defined]
+    api.fetch = refused  # type: ignore[method-assign]
     try:
         results = run_batch(demo, tmp_path, requests_for(demo)[:40], connectors=conns)
     finally:
         for c in conns.values():
             c.close()
     assert all(r.delivered for r in results)
-    assert peak[0] == 2  # reached, never passed
+    payments = [e for e in dm.entities() if e.system == "payments"]
+    assert len(calls) == len(payments) and sum(calls) > len(payments)
     got = digests(tmp_path / "out")
     assert len(got) == 40 and got == {name: single[name] for name in got}

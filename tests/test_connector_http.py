@@ -1,148 +1,23 @@
-"""The HTTP connector against a local JSON API in a thread (pagination, faults, auth)."""
+"""The HTTP connector, one request at a time, against a local JSON API in a thread
+(pagination, faults, auth)."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from http.server import ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
 
 from engine.connectors.base import Lookup, SourceError
 from engine.connectors.http import HttpConnector
-
-TOKEN = "t0k-secret"
-EMAIL = "jane.doe@example.com"
-CHARGES = {
-    "cus_a": [
-        {
-            "id": f"ch_a{i:02d}",
-            "customer": "cus_a",
-            "amount": 100 * i,
-            "currency": "eur",
-            "outcome": {"type": "authorized", "risk": {"level": "normal"}},
-        }
-        for i in range(23)
-    ],
-    "cus_b": [
-        {
-            "id": "ch_b00",
-            "customer": "cus_b",
-            "amount": 5,
-            "currency": "usd",
-            "metadata": {"k": "v"},
-            "refunds": [1, 2],
-        }
-    ],
-}
-CUSTOMERS = {
-    "cus_a": {
-        "id": "cus_a",
-        "email": EMAIL,
-        "name": "Jane Doe",
-        "address": {"line1": "1 Main St", "city": "Springfield"},
-    }
-}
-
-
-class _Api(BaseHTTPRequestHandler):
-    hits: Counter[str]
-    queries: list[dict[str, list[str]]]
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _send(
-        self, status: int, body: object = None, headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(body if body is not None else {"error": status}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        q = parse_qs(url.query)
-        self.server.queries.append({"path": [url.path], **q})  # type: ignore[attr-defined]
-        hits = self.server.hits  # type: ignore[attr-defined]
-        hits[url.path] += 1
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._send(401)
-        if url.path == "/v1/flaky429" and hits[url.path] == 1:
-            return self._send(429, headers={"Retry-After": "0"})
-        if url.path == "/v1/flaky500" and hits[url.path] == 1:
-            return self._send(500)
-        if url.path == "/v1/broken":
-            return self._send(503)
-        if url.path == "/v1/slow":
-            time.sleep(1.0)
-        if url.path.startswith("/v1/customers/"):
-            found = CUSTOMERS.get(url.path.rsplit("/", 1)[1])
-            return self._send(200, found) if found else self._send(404)
-        if url.path == "/v1/leaky":
-            return self._send(200, {"data": CHARGES["cus_b"], "has_more": False})
-        customer = q.get("customer", [""])[0]
-        rows = CHARGES.get(customer, [])
-        start = int(q.get("cursor", ["0"])[0])
-        limit = int(q.get("limit", ["10"])[0])
-        page = rows[start : start + limit]
-        more = start + limit < len(rows)
-        self._send(
-            200,
-            {"data": page, "has_more": more, "next_cursor": str(start + limit) if more else None},
-        )
-
-
-@pytest.fixture
-def api() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.hits = Counter()  # type: ignore[attr-defined]
-    server.queries = []  # type: ignore[attr-defined]
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _conn(api: ThreadingHTTPServer, **kw: object) -> HttpConnector:
-    opts: dict = {
-        "token": TOKEN,
-        "token_env": "PAYMENTS_API_TOKEN",
-        "timeout_s": 5,
-        "max_retries": 3,
-        "backoff_s": 0.001,
-        "max_backoff_s": 0.01,
-        "page_size": 10,
-    }
-    opts.update(kw)
-    return HttpConnector("payments", f"http://127.0.0.1:{api.server_address[1]}", **opts)
-
-
-def _table(
-    conn: HttpConnector, entity: dict, values: list[str], cols: list[str], column: str = "customer"
-) -> pa.Table:
-    batches = list(conn.fetch(entity, Lookup(column, values), cols))
-    return pa.Table.from_batches(batches) if batches else pa.table({})
-
-
-CHARGES_ENTITY = {"endpoint": "/v1/charges", "lookup_param": "customer"}
+from tests.http_api import CHARGES_ENTITY, EMAIL, TOKEN, conn_to, table_of
 
 
 def test_paginates_and_flattens(api: ThreadingHTTPServer) -> None:
-    conn = _conn(api)
+    conn = conn_to(api)
     cols = ["id", "amount", "outcome.type", "outcome.risk.level", "metadata", "missing.x"]
-    table = _table(conn, CHARGES_ENTITY, ["cus_a", "cus_b", "cus_none"], cols)
+    table = table_of(conn, CHARGES_ENTITY, ["cus_a", "cus_b", "cus_none"], cols)
     assert table.column_names == cols
     assert table.num_rows == 24
     assert table["id"].to_pylist() == [f"ch_a{i:02d}" for i in range(23)] + ["ch_b00"]
@@ -158,15 +33,15 @@ def test_paginates_and_flattens(api: ThreadingHTTPServer) -> None:
 
 def test_configurable_pagination_names(api: ThreadingHTTPServer) -> None:
     entity = {**CHARGES_ENTITY, "pagination": {"limit_param": "page_size"}}
-    table = _table(_conn(api), entity, ["cus_a"], ["id"])
+    table = table_of(conn_to(api), entity, ["cus_a"], ["id"])
     assert table.num_rows == 23  # server default page of 10, 3 pages
     assert any("page_size" in q for q in api.queries)  # type: ignore[attr-defined]
 
 
 def test_single_object_and_404(api: ThreadingHTTPServer) -> None:
     entity = {"endpoint": "/v1/customers/{value}", "single": True}
-    table = _table(
-        _conn(api),
+    table = table_of(
+        conn_to(api),
         entity,
         ["cus_a", "cus_missing"],
         ["id", "address.line1", "address.postal_code", "email"],
@@ -176,21 +51,21 @@ def test_single_object_and_404(api: ThreadingHTTPServer) -> None:
         {"id": "cus_a", "address.line1": "1 Main St", "address.postal_code": None, "email": EMAIL}
     ]
     with pytest.raises(SourceError, match="cannot be a path segment"):
-        _conn(api).fetch(entity, Lookup("id", [".."]), ["id"])
+        conn_to(api).fetch(entity, Lookup("id", [".."]), ["id"])
 
 
 def test_base_url_with_a_path_prefixes_every_endpoint(api: ThreadingHTTPServer) -> None:
     base = f"http://127.0.0.1:{api.server_address[1]}/gateway/"
     conn = HttpConnector("payments", base, token=TOKEN, max_retries=0)
     entity = {"endpoint": "/v1/customers/{value}", "single": True}
-    _table(conn, entity, ["cus_a"], ["id"], column="id")
+    table_of(conn, entity, ["cus_a"], ["id"], column="id")
     assert api.queries[-1]["path"] == ["/gateway/v1/customers/cus_a"]  # type: ignore[attr-defined]
 
 
 def test_429_then_success_honours_retry_after(api: ThreadingHTTPServer) -> None:
     waits: list[float] = []
-    conn = _conn(api, sleep=waits.append)
-    table = _table(
+    conn = conn_to(api, sleep=waits.append)
+    table = table_of(
         conn, {"endpoint": "/v1/flaky429", "lookup_param": "customer"}, ["cus_b"], ["id"]
     )
     assert table["id"].to_pylist() == ["ch_b00"]
@@ -203,30 +78,30 @@ def test_requests_per_second_spaces_every_request_of_the_process(
     """The provider's rate limit: with 20 requests/s, request n waits for its slot
     n x 50 ms after the first, whichever thread asks (waits recorded, not slept)."""
     waits: list[float] = []
-    conn = _conn(api, sleep=waits.append, requests_per_second=20, max_concurrent=3)
+    conn = conn_to(api, sleep=waits.append, requests_per_second=20, max_concurrent=3)
     assert conn.max_concurrent == 3
     start = time.monotonic()
-    ids = [_table(conn, CHARGES_ENTITY, ["cus_b"], ["id"])["id"].to_pylist() for _ in range(5)]
+    ids = [table_of(conn, CHARGES_ENTITY, ["cus_b"], ["id"])["id"].to_pylist() for _ in range(5)]
     elapsed = time.monotonic() - start
     assert ids == [["ch_b00"]] * 5
     assert len(waits) == 4 and waits == sorted(waits)  # the first request goes at once
     assert 0.2 - elapsed <= waits[-1] <= 0.2  # the fifth slot: 4 x 50 ms after the first
     with pytest.raises(SourceError, match="requests_per_second"):
-        _conn(api, requests_per_second=0)
+        conn_to(api, requests_per_second=0)
 
 
 def test_500_then_success(api: ThreadingHTTPServer) -> None:
-    table = _table(
-        _conn(api), {"endpoint": "/v1/flaky500", "lookup_param": "customer"}, ["cus_b"], ["id"]
+    table = table_of(
+        conn_to(api), {"endpoint": "/v1/flaky500", "lookup_param": "customer"}, ["cus_b"], ["id"]
     )
     assert table.num_rows == 1 and api.hits["/v1/flaky500"] == 2  # type: ignore[attr-defined]
 
 
 def test_5xx_forever_is_transient_after_retries(api: ThreadingHTTPServer) -> None:
     waits: list[float] = []
-    conn = _conn(api, max_retries=4, backoff_s=0.001, max_backoff_s=0.004, sleep=waits.append)
+    conn = conn_to(api, max_retries=4, backoff_s=0.001, max_backoff_s=0.004, sleep=waits.append)
     with pytest.raises(SourceError) as info:
-        _table(conn, {"endpoint": "/v1/broken", "lookup_param": "email"}, [EMAIL], ["id"])
+        table_of(conn, {"endpoint": "/v1/broken", "lookup_param": "email"}, [EMAIL], ["id"])
     err = info.value
     assert err.transient and err.system == "payments"
     assert "gave up after 5 attempts" in str(err) and "HTTP 503" in str(err)
@@ -238,20 +113,20 @@ def test_5xx_forever_is_transient_after_retries(api: ThreadingHTTPServer) -> Non
 
 
 def test_401_names_the_token_variable(api: ThreadingHTTPServer) -> None:
-    conn = _conn(api, token="wrong")
+    conn = conn_to(api, token="wrong")
     with pytest.raises(SourceError, match=r"refused the token \(PAYMENTS_API_TOKEN\)") as info:
-        _table(conn, CHARGES_ENTITY, ["cus_a"], ["id"])
+        table_of(conn, CHARGES_ENTITY, ["cus_a"], ["id"])
     assert not info.value.transient and "wrong" not in str(info.value)
     assert api.hits["/v1/charges"] == 1  # type: ignore[attr-defined]
     with pytest.raises(SourceError, match="no token is configured"):
-        _table(_conn(api, token=None), CHARGES_ENTITY, ["cus_a"], ["id"])
+        table_of(conn_to(api, token=None), CHARGES_ENTITY, ["cus_a"], ["id"])
 
 
 def test_slow_endpoint_times_out(api: ThreadingHTTPServer) -> None:
-    conn = _conn(api, timeout_s=0.2, max_retries=1)
+    conn = conn_to(api, timeout_s=0.2, max_retries=1)
     start = time.monotonic()
     with pytest.raises(SourceError, match="ReadTimeout") as info:
-        _table(conn, {"endpoint": "/v1/slow", "lookup_param": "customer"}, ["cus_a"], ["id"])
+        table_of(conn, {"endpoint": "/v1/slow", "lookup_param": "customer"}, ["cus_a"], ["id"])
     assert info.value.transient and time.monotonic() - start < 1.5
     assert "cus_a" not in str(info.value)
 
@@ -267,5 +142,7 @@ def test_unreachable_server_is_transient() -> None:
 
 def test_records_of_another_subject_are_refused(api: ThreadingHTTPServer) -> None:
     with pytest.raises(SourceError, match="records of another subject") as info:
-        _table(_conn(api), {"endpoint": "/v1/leaky", "lookup_param": "customer"}, ["cus_a"], ["id"])
+        table_of(
+            conn_to(api), {"endpoint": "/v1/leaky", "lookup_param": "customer"}, ["cus_a"], ["id"]
+        )
     assert "cus_" not in str(info.value)

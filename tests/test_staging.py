@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.staging import Staging, prepare_root
+from engine.staging import Staging, held_bytes, prepare_root
 from tests.world_fixtures import Demo, Exporter
 
 
@@ -89,3 +89,16 @@ def test_an_area_touches_the_disk_only_when_something_must_be_written(tmp_path: 
     again = Staging(root, "r2")
     assert not again.path.exists()
     assert again.folder().is_dir() and list(again.path.iterdir()) == []
+
+
+def test_the_budget_counts_the_memory_a_batch_keeps_alive(tmp_path: Path) -> None:
+    """A slice of a large batch holds the large batch's buffers: it counts them all, so
+    the budget bounds real memory (and a slice that would pass it spills)."""
+    big = _batches(1)[0]
+    one_row = big.slice(0, 1)
+    assert held_bytes(one_row) == held_bytes(big) > one_row.nbytes
+    area = Staging(tmp_path, "r1", memory_limit=held_bytes(big) - 1)
+    area.write("d", "s.e", one_row)
+    area.finish()
+    assert area.staged_paths()  # spilled: the slice pins more than the limit
+    assert [b.num_rows for b in area.batches("d")] == [1]

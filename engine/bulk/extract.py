@@ -10,10 +10,10 @@ order, so its archive is byte-identical. Only the reading is shared:
   never split a subject. Each row goes to every subject whose keys hold its value. The
   connector's row order is a function of the rows (SQL orders by every column, Parquet
   keeps file order), so a subject's rows come in the order its own query gives them.
-* Other sources (HTTP APIs, object stores) are read per subject, ``concurrency`` at a
-  time for each system, whichever of its entities the calls are for (an HTTP
-  connector's ``max_concurrent`` when lower; its ``requests_per_second`` spaces the
-  calls).
+* HTTP APIs get each subject's own requests, all of a batch's at once from one thread
+  (``fetch_many``: up to the connector's ``max_concurrent`` in flight, spaced by its
+  ``requests_per_second``). Object stores are read per subject, ``concurrency`` at a
+  time for each system, whichever of its entities the calls are for.
 
 A fetched batch is normalized and checked once for all its subjects when nothing
 depends on the subject (no redaction of others, no files) and it is clean; otherwise
@@ -192,14 +192,73 @@ class BulkExtractor:
     def _per_subject(
         self, entity: Entity, subjects: list[_Subject], pool: ThreadPoolExecutor
     ) -> None:
-        """Each subject's own lookups, as its single export makes them, some at a time.
-
-        Files are staged as they are listed. Other rows are kept per subject and then
-        handed out like a union fetch's: subjects whose batches have the same Arrow
-        schema (an API's JSON gives each page its own inferred types) are normalized
-        and checked together; any other subject takes its batches one by one.
+        """Each subject's own lookups, as its single export makes them: all at once
+        through a connector's ``fetch_many`` (an HTTP API), else some at a time in
+        threads. Files are staged as they are listed. Other rows are kept per subject
+        and then handed out like a union fetch's: subjects whose batches have the same
+        Arrow schema (an API's JSON gives each page its own inferred types) are
+        normalized and checked together; any other subject takes its batches one by one.
         """
         fetched: dict[int, list[pa.RecordBatch]] = {}
+        many = getattr(self.connectors[entity.system], "fetch_many", None)
+        if many is not None and not entity.files:
+            self._fetch_many(entity, subjects, many, fetched)
+        else:
+            self._threaded(entity, subjects, pool, fetched)
+        by_schema: dict[pa.Schema, list[tuple[_Subject, list[pa.RecordBatch]]]] = {}
+        for s in subjects:
+            batches = fetched.get(id(s), [])
+            if s.failure is not None or not batches:
+                continue
+            if all(b.schema.equals(batches[0].schema) for b in batches[1:]):
+                by_schema.setdefault(batches[0].schema, []).append((s, batches))
+            else:
+                for b in batches:
+                    s.readers[entity.ref].take(b)
+        for members in by_schema.values():
+            rows, start = [], 0
+            for s, bs in members:
+                n = sum(b.num_rows for b in bs)
+                rows.append((s, list(range(start, start + n))))
+                start += n
+            try:
+                combined = pa.concat_batches([b for _, bs in members for b in bs])
+                _Split(entity, combined, rows, self.names).dispatch()
+            except Exception as err:  # the group's subjects are reported, not raised
+                self._fail([s for s, _ in members], entity, err)
+
+    def _fetch_many(
+        self,
+        entity: Entity,
+        subjects: list[_Subject],
+        many: Callable[..., list[list[pa.RecordBatch] | SourceError]],
+        fetched: dict[int, list[pa.RecordBatch]],
+    ) -> None:
+        """Every subject's lookups in one call of the connector, which reads them at
+        once (an HTTP API: up to its ``max_concurrent`` requests in flight)."""
+        pairs = [(s, lookup) for s in subjects for lookup in s.ex.lookups(entity)]
+        try:
+            found = many(entity.options, [lk for _, lk in pairs], entity.source_columns())
+        except Exception as err:  # the entity itself (its endpoint): every subject
+            self._fail(subjects, entity, err)
+            return
+        for (s, _), got in zip(pairs, found, strict=True):
+            if s.failure is not None:
+                continue
+            if isinstance(got, BaseException):
+                self._fail([s], entity, got)
+                continue
+            fetched.setdefault(id(s), []).extend(b for b in got if b.num_rows)
+
+    def _threaded(
+        self,
+        entity: Entity,
+        subjects: list[_Subject],
+        pool: ThreadPoolExecutor,
+        fetched: dict[int, list[pa.RecordBatch]],
+    ) -> None:
+        """Each subject's lookups in a thread of ``pool``, a system's subjects at most
+        ``_gate`` at a time; files are staged as they are listed."""
 
         def read(s: _Subject) -> None:
             reader = s.readers[entity.ref]
@@ -222,27 +281,6 @@ class BulkExtractor:
                 read(s)
 
         list(pool.map(gated, subjects))
-        by_schema: dict[pa.Schema, list[tuple[_Subject, list[pa.RecordBatch]]]] = {}
-        for s in subjects:
-            batches = fetched.get(id(s), [])
-            if s.failure is not None or not batches:
-                continue
-            if all(b.schema.equals(batches[0].schema) for b in batches[1:]):
-                by_schema.setdefault(batches[0].schema, []).append((s, batches))
-            else:
-                for b in batches:
-                    s.readers[entity.ref].take(b)
-        for members in by_schema.values():
-            rows, start = [], 0
-            for s, bs in members:
-                n = sum(b.num_rows for b in bs)
-                rows.append((s, list(range(start, start + n))))
-                start += n
-            try:
-                combined = pa.concat_batches([b for _, bs in members for b in bs])
-                _Split(entity, combined, rows, self.names).dispatch()
-            except Exception as err:  # the group's subjects are reported, not raised
-                self._fail([s for s, _ in members], entity, err)
 
     def _gate(self, system: str) -> threading.Semaphore:
         """How many of a system's subjects are read at once, across a wave's entities:
