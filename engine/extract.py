@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,9 +227,13 @@ class Extractor:
         """Remember the keys the entity's rows yield for the entities after it."""
         for key, column in entity.yields.items():
             values = pc.unique(pc.drop_null(batch.column(column))).cast(pa.string())
-            found = [v for v in values.to_pylist() if v]
-            with self._lock:
-                self.keys.setdefault(key, set()).update(found)
+            self.add_keys(key, values.to_pylist())
+
+    def add_keys(self, key: str, values: Iterable[str | None]) -> None:
+        """Remember key values (text; empty ones and nulls are no keys)."""
+        found = [v for v in values if v]
+        with self._lock:
+            self.keys.setdefault(key, set()).update(found)
 
     def _collect_own(self, dataset: str, batch: pa.RecordBatch) -> None:
         for (ds, fname), values in self.own.items():

@@ -7,13 +7,15 @@ file, 0o644), the creating system (Unix) and the deflate parameters. The same co
 timestamp therefore give a byte-identical archive.
 
 An entry up to ``_BUFFER`` bytes (nearly all of an export's) is gathered in memory and
-written at once: header with its sizes, then the data, no seeking back. It is deflated
-with a window and hash table sized to it: zlib's 32 KB window costs about 30 us to set
-up, several times the compression of a few hundred bytes, and a window larger than the
-entry finds no more matches. A larger entry streams through a 32 KB window; its header
-is written first (with ZIP64 sizes when its size is unknown, so that it may pass 4 GB)
-and completed afterwards, in place on a seekable target or by a data descriptor on
-one that is not.
+written at once: header with its sizes, then the data, no seeking back. A larger entry
+streams; its header is written first (with ZIP64 sizes when its size is unknown, so
+that it may pass 4 GB) and completed afterwards, in place on a seekable target or by a
+data descriptor on one that is not.
+
+Deflate is zlib-ng's (level 6, 32 KB window): the same ratio as zlib's within 1% in
+less than half the time (an export's 60 KB of JSON, CSV and HTML: 340 against 770 us
+here, an eighth of a bulk export's CPU). Its output is fixed for a given zlib-ng
+version and machine, so two runs give the same bytes.
 
 zipfile reads what this writes (the tests check it, and ``unzip -t``); it is not used
 to write because it fixes the deflate window at 32 KB and seeks back over every header.
@@ -33,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
+
+from zlib_ng import zlib_ng
 
 DEFLATE_LEVEL = 6
 EXTERNAL_ATTR = (stat.S_IFREG | 0o644) << 16
@@ -75,16 +79,9 @@ def should_compress(name: str) -> bool:
     return dot <= 0 or base[dot:] not in STORED_SUFFIXES
 
 
-def _compressor(size: int | None) -> zlib._Compress:
-    """Raw deflate with a window and hash table no larger than ``size`` needs: a match
-    reaches back at most the window less 262 bytes, so a window that holds the entry
-    and that margin finds every match a 32 KB window would."""
-    bits = 15
-    if size is not None:
-        bits = 9
-        while bits < 15 and (1 << bits) < size + 262:
-            bits += 1
-    return zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -bits, max(1, min(8, bits - 7)))
+def _compressor() -> zlib_ng._Compress:
+    """Raw deflate (no zlib header), as ZIP stores it."""
+    return zlib_ng.compressobj(DEFLATE_LEVEL, zlib_ng.DEFLATED, -15, 8)
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,7 @@ class _Streaming:
         self.record = record
         self._crc = 0
         self._sha = hashlib.sha256()
-        self._zip = _compressor(None) if record.deflate else None
+        self._zip = _compressor() if record.deflate else None
         self._csize = 0
         self._size = 0
 
@@ -360,7 +357,7 @@ class ArchiveWriter:
         if hit is None:
             crc, digest = zlib.crc32(data), hashlib.sha256(data).hexdigest()
             if deflate:
-                z = _compressor(len(data))
+                z = _compressor()
                 body = z.compress(data) + z.flush()
             else:
                 body = data

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from engine.connectors.base import Lookup, SourceError
-from engine.connectors.http import HttpConnector
+from engine.connectors.http import HttpConnector, records_to_batch
 from tests.http_api import CHARGES_ENTITY, EMAIL, TOKEN, conn_to, table_of
 
 
@@ -146,3 +146,25 @@ def test_records_of_another_subject_are_refused(api: ThreadingHTTPServer) -> Non
             conn_to(api), {"endpoint": "/v1/leaky", "lookup_param": "customer"}, ["cus_a"], ["id"]
         )
     assert "cus_" not in str(info.value)
+
+
+def test_records_become_typed_columns_or_text() -> None:
+    """One Arrow type per column where the values agree; mixed values, integers past 64
+    bits, objects and lists as text (JSON for structures); a key holding a dot wins over
+    the path it looks like; a column no record has is null."""
+    records = [
+        {"n": 1, "mixed": 1, "big": 2**70, "obj": {"b": 1, "a": [2]}, "a.b": "lit", "a": {"b": 0}},
+        {"n": 2, "mixed": "x", "big": 1, "obj": None, "tags": ["p", "q"], "a": {"b": 9}},
+    ]
+    cols = ["n", "mixed", "big", "obj", "tags", "a.b", "none"]
+    batch = records_to_batch(records, cols)
+    assert batch.schema.field("n").type == pa.int64()
+    assert batch.to_pydict() == {
+        "n": [1, 2],
+        "mixed": ["1", "x"],
+        "big": [str(2**70), "1"],
+        "obj": ['{"a":[2],"b":1}', None],
+        "tags": [None, '["p","q"]'],
+        "a.b": ["lit", "9"],
+        "none": [None, None],
+    }

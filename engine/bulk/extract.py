@@ -445,6 +445,7 @@ class _Split:
         self._prefetch_names()
         norms: dict[str, pa.RecordBatch | None] = {}  # request type -> the batch normalized
         pk_values: list[object] | None = None
+        keys: dict[str, list[str | None]] | None = None  # key -> the batch's values, as text
         for s, idx in self.rows:
             reader = s.readers[self.entity.ref]
             kind = s.ex.request.request_type
@@ -460,9 +461,14 @@ class _Split:
                 idx = [i for i in idx if _first(reader.seen, pk_values[i])]
                 if not idx:
                     continue
-            indices = pa.array(idx, pa.int64())
-            s.ex.collect_keys(self.entity, self.batch.take(indices))
-            reader.stage(norm.take(indices))
+            if keys is None:  # once for the batch, not a take per subject
+                keys = {k: self._texts(c) for k, c in self.entity.yields.items()}
+            for key, values in keys.items():
+                s.ex.add_keys(key, (values[i] for i in idx))
+            reader.stage(norm.take(pa.array(idx, pa.int64())))
+
+    def _texts(self, column: str) -> list[str | None]:
+        return self.batch.column(column).cast(pa.string()).to_pylist()
 
     def _prefetch_names(self) -> None:
         """One name-directory lookup for the free text of every subject's rows, which

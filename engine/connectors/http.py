@@ -94,17 +94,24 @@ def _text(value: Any) -> Any:
 def records_to_batch(
     records: Sequence[Mapping[str, Any]], columns: Sequence[str]
 ) -> pa.RecordBatch:
-    """Arrow columns from JSON records; mixed-type columns and structures become text."""
+    """Arrow columns from JSON records; mixed-type columns and structures become text.
+
+    Arrow infers each column's type in one call; a column it cannot type (mixed values,
+    integers past 64 bits) or types as a structure (objects, lists) is carried as text.
+    """
     arrays = []
     for column in columns:
-        values = [column_value(r, column) for r in records]
-        if any(isinstance(v, (dict, list)) for v in values):
-            arrays.append(pa.array([_text(v) for v in values], pa.string()))
-            continue
+        if "." in column:
+            values = [column_value(r, column) for r in records]
+        else:
+            values = [r.get(column) for r in records]
         try:
-            arrays.append(pa.array(values))
+            array: pa.Array | None = pa.array(values)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            arrays.append(pa.array([_text(v) for v in values], pa.string()))
+            array = None
+        if array is None or pa.types.is_nested(array.type):
+            array = pa.array([_text(v) for v in values], pa.string())
+        arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
@@ -300,6 +307,7 @@ class _ValueJob:
             self._params[q.pagination["limit_param"]] = conn.page_size
             if q.param:
                 self._params[q.param] = value
+        self._url: str | None = None  # the next request's, made once
         self._done = False
         self._attempt = 0
         self._seen: set[str] = set()  # cursors already followed
@@ -308,7 +316,9 @@ class _ValueJob:
     def next_request(self) -> str | None:
         if self._done:
             return None
-        return self._path + (f"?{urlencode(self._params)}" if self._params else "")
+        if self._url is None:
+            self._url = self._path + (f"?{urlencode(self._params)}" if self._params else "")
+        return self._url
 
     def answer(self, a: Answer) -> float | None:
         """Take an answer; the seconds to wait before asking again, or None to go on."""
@@ -361,6 +371,7 @@ class _ValueJob:
             raise SourceError(system, f"{label}: pagination does not advance")
         self._seen.add(str(cursor))
         self._params[pag["cursor_param"]] = cursor
+        self._url = None
 
     def _add(self, records: list[Any]) -> None:
         for record in records:
