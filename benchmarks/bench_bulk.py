@@ -86,15 +86,19 @@ def requests(emails: list[str]) -> list[ExportRequest]:
 
 
 class PeakMemory:
-    """Peak resident memory of this process and its children, sampled every 50 ms."""
+    """Peak resident memory of this process and its descendants together, sampled every
+    ``interval`` seconds. The tree is found through ``/proc/<pid>/task/<tid>/children``:
+    walking every process of the machine 20 times a second cost 4% of its CPU, taken
+    from the run it measured."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 0.2) -> None:
         self.peak = 0
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(self.interval):
             self.peak = max(self.peak, tree_rss(os.getpid()))
 
     def __enter__(self) -> PeakMemory:
@@ -106,23 +110,23 @@ class PeakMemory:
         self._thread.join()
 
 
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return kids
+
+
 def tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc), but the payment
-    provider's stand-in: a third party's server, not part of the pipeline."""
-    parent: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(stat.parent.name)] = int(fields[1])
-    tree, grew = {root}, True
-    while grew:
-        more = {p for p, pp in parent.items() if pp in tree} - tree
-        tree |= more
-        grew = bool(more)
-    total = 0
-    for pid in tree:
+    """Resident bytes of a process and all its descendants, but the payment provider's
+    stand-in: a third party's server, not part of the pipeline."""
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += _children(pid)
         try:
             if b"payments_api" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 continue
