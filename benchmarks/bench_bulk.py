@@ -239,22 +239,20 @@ def main(argv: list[str] | None = None) -> dict:
             figures["identical_archives"] = sum(a[k] == b.get(k) for k in a)
             figures["archives"] = len(a)
             print(f"  {figures['single']}", flush=True)
-    shutil.rmtree(bulk_out, ignore_errors=True)
-    shutil.rmtree(single_out, ignore_errors=True)
     print(json.dumps(figures, indent=1))
     return figures
 
 
 def _remove_outputs(*folders: Path) -> None:
-    """Remove what an interrupted run left, then let the file system settle: ext4 without
-    a journal (this machine's) looks past every inode freed in the last 30 s each time
-    it allocates one, which would charge the harness's deletions to the export (0.5 ms
-    an archive). A finished run removes its own archives when it has compared them."""
+    """Remove the archives of the previous run (kept for a look until the next one),
+    then let the file system settle: ext4 without a journal (this machine's) looks past
+    every inode freed in the last 30 s each time it allocates one, which would charge
+    the harness's deletions to the export (0.5 ms an archive)."""
     left = [f for f in folders if f.exists()]
     for folder in left:
         shutil.rmtree(folder)
     if left:
-        print("removed a previous run's archives; waiting 31 s for the file system", flush=True)
+        print("removed the previous run's archives; waiting 31 s for the file system", flush=True)
         time.sleep(31)
 
 

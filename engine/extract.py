@@ -339,10 +339,11 @@ class EntityReader:
             return batch
         return _drop_seen(batch, self.entity.primary_key or "", self.seen)
 
-    def stage(self, norm: pa.RecordBatch) -> None:
-        """Stage records already normalized and checked (their keys collected)."""
+    def stage(self, norm: pa.RecordBatch, nbytes: int | None = None) -> None:
+        """Stage records already normalized and checked (their keys collected);
+        ``nbytes`` as for ``Staging.write``."""
         self.ex._collect_own(self.dataset, norm)
-        self.ex.staging.write(self.dataset, self.entity.ref, norm)
+        self.ex.staging.write(self.dataset, self.entity.ref, norm, nbytes)
         self.outcome.records += norm.num_rows
 
     def finish(self) -> list[Violation]:

@@ -88,6 +88,7 @@ class Staging:
         self.datasets = self.path / "datasets"  # made when a batch first spills
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._memory: dict[tuple[str, str], list[pa.RecordBatch]] = {}
+        self._key_bytes: dict[tuple[str, str], int] = {}  # what each key's batches were charged
         self._memory_bytes = 0
         self._on_disk = resume  # whether records may sit in Parquet files (spilled, resumed)
         self.memory_limit = memory_limit
@@ -108,13 +109,19 @@ class Staging:
     def dataset_file(self, dataset: str, entity_ref: str) -> Path:
         return self.datasets / dataset / f"{entity_ref}.parquet"
 
-    def write(self, dataset: str, entity_ref: str, batch: pa.RecordBatch) -> None:
-        """Stage a batch of an entity; an entity's batches keep their order (thread-safe)."""
+    def write(
+        self, dataset: str, entity_ref: str, batch: pa.RecordBatch, nbytes: int | None = None
+    ) -> None:
+        """Stage a batch of an entity; an entity's batches keep their order (thread-safe).
+
+        ``nbytes``: the memory to charge it with, when the caller knows better than its
+        buffers (a slice of a batch shared with other areas: its share of it)."""
         key = (dataset, entity_ref)
-        size = held_bytes(batch)
+        size = held_bytes(batch) if nbytes is None else nbytes
         with self._lock:
             if not self._writers and self.budget.take(size):
                 self._memory.setdefault(key, []).append(batch)
+                self._key_bytes[key] = self._key_bytes.get(key, 0) + size
                 self._memory_bytes += size
                 return
             self._spill()
@@ -126,6 +133,7 @@ class Staging:
             for b in batches:
                 self._write_file(key, b)
         self._memory.clear()
+        self._key_bytes.clear()
         self.budget.give(self._memory_bytes)
         self._memory_bytes = 0
 
@@ -152,7 +160,8 @@ class Staging:
         """Forget what these entities staged (before they are read again)."""
         with self._lock:
             for key in [k for k in self._memory if k[1] in entity_refs]:
-                freed = sum(held_bytes(b) for b in self._memory.pop(key))
+                del self._memory[key]
+                freed = self._key_bytes.pop(key, 0)
                 self._memory_bytes -= freed
                 self.budget.give(freed)
             for ref in entity_refs:
@@ -183,6 +192,7 @@ class Staging:
         self.finish()
         with self._lock:
             self._memory.clear()
+            self._key_bytes.clear()
             self.budget.give(self._memory_bytes)
             self._memory_bytes = 0
         _remove(self.path)

@@ -102,3 +102,25 @@ def test_the_budget_counts_the_memory_a_batch_keeps_alive(tmp_path: Path) -> Non
     area.finish()
     assert area.staged_paths()  # spilled: the slice pins more than the limit
     assert [b.num_rows for b in area.batches("d")] == [1]
+
+
+def test_a_batch_charged_by_the_caller_is_given_back_as_charged(tmp_path: Path) -> None:
+    """Slices of one batch shared by several areas are charged their share of it
+    (``nbytes``); dropping an entity or cleaning up gives back exactly that."""
+    from engine.staging import MemoryBudget
+
+    budget = MemoryBudget(1_000)
+    shared = _batches(1)[0]
+    a = Staging(tmp_path, "a", budget=budget)
+    b = Staging(tmp_path, "b", budget=budget)
+    a.write("d", "s.e", shared.slice(0, 50), nbytes=400)
+    a.write("d", "s.f", shared.slice(50, 10), nbytes=100)
+    b.write("d", "s.e", shared.slice(60, 40), nbytes=450)
+    assert budget.used == 950 and not a.staged_paths()
+    b.write("d", "s.f", shared.slice(0, 1), nbytes=100)  # past the budget: b spills
+    assert b.staged_paths() and budget.used == 500
+    a.drop({"s.f"})
+    assert budget.used == 400
+    a.cleanup()
+    b.cleanup()
+    assert budget.used == 0

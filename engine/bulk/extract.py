@@ -47,7 +47,7 @@ from engine.normalize.mapping import normalize_batch
 from engine.normalize.redact import NameDirectory
 from engine.request import ExportRequest
 from engine.schemas import SchemaRegistry
-from engine.staging import MemoryBudget, Staging, prepare_root
+from engine.staging import MemoryBudget, Staging, held_bytes, prepare_root
 
 CONCURRENCY = 8  # subjects read at the same time from a source without bulk lookups
 UNION_ROWS = 65_536  # rows of a union fetch normalized and checked at once
@@ -446,6 +446,7 @@ class _Split:
         norms: dict[str, pa.RecordBatch | None] = {}  # request type -> the batch normalized
         pk_values: list[object] | None = None
         keys: dict[str, list[str | None]] | None = None  # key -> the batch's values, as text
+        staged: dict[str, tuple[pa.RecordBatch, list[tuple[EntityReader, list[int]]]]] = {}
         for s, idx in self.rows:
             reader = s.readers[self.entity.ref]
             kind = s.ex.request.request_type
@@ -465,7 +466,9 @@ class _Split:
                 keys = {k: self._texts(c) for k, c in self.entity.yields.items()}
             for key, values in keys.items():
                 s.ex.add_keys(key, (values[i] for i in idx))
-            reader.stage(norm.take(pa.array(idx, pa.int64())))
+            staged.setdefault(kind, (norm, []))[1].append((reader, idx))
+        for normalized, members in staged.values():  # per request type
+            _stage_slices(normalized, members)
 
     def _texts(self, column: str) -> list[str | None]:
         return self.batch.column(column).cast(pa.string()).to_pylist()
@@ -497,6 +500,18 @@ class _Split:
         if failures or any(True for _ in reader.schema.compiled.validate(norm)):
             return None
         return norm
+
+
+def _stage_slices(norm: pa.RecordBatch, members: list[tuple[EntityReader, list[int]]]) -> None:
+    """Every subject's rows of a normalized batch in one take, subject after subject, then
+    a slice for each (a slice costs 2 us where a take of its own cost 45). A slice keeps
+    the whole taken batch alive, so each is charged its share of that batch's memory."""
+    order = [i for _, idx in members for i in idx]
+    taken = norm.take(pa.array(order, pa.int64()))
+    size, start = held_bytes(taken), 0
+    for reader, idx in members:
+        reader.stage(taken.slice(start, len(idx)), size * len(idx) // len(order))
+        start += len(idx)
 
 
 def _first(seen: set[object], key: object) -> bool:
