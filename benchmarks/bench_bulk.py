@@ -5,9 +5,10 @@ is exported through the bulk path (``run_bulk``: batches of ``--batch-size`` acr
 ``--processes`` worker processes), then the same people one by one through the single
 request path (``run_export``, warm connectors, one process per core as well), in the
 same run. Printed: subjects per second and CPU milliseconds per subject (this process
-and its pool workers) for each, their ratio, the peak memory of the
-bulk run (all its processes together), and whether every bulk archive has the bytes of
-its single-request archive.
+and its pool workers) for each, their ratio, the peak memory of the bulk run (all its
+processes together), whether every bulk archive has the bytes of its single-request
+archive, and the machine's speed before and after each run (``machine_speed``: this
+host's speed moves by up to 2x, and the figures with it).
 
 Goals on the 2-core machine: at least 200 subjects/s, peak memory at most 1.5 GB,
 archives identical. Run:
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.common import BENCH_DIR
+from benchmarks.common import BENCH_DIR, machine_speed
 from demo_world.build import build_world
 from demo_world.session import running_world
 from engine.bulk import BATCH_SIZE
@@ -176,6 +177,7 @@ def timed_run(
             last[0] = time.monotonic()
             print(f"    {done} delivered, {failed} failed of {total}", flush=True)
 
+    speed_before = machine_speed()
     cpu0 = _cpu_seconds()
     with PeakMemory() as mem:
         t0 = time.perf_counter()
@@ -195,6 +197,7 @@ def timed_run(
         "cpu_ms_per_subject": round(1000 * cpu / n, 1),
         "peak_rss_mb": round(mem.peak / 2**20),
         "failed": sum(not r.delivered for r in results),
+        "loop_ms_before_after": [speed_before, machine_speed()],  # benchmarks.common
     }
 
 

@@ -125,8 +125,10 @@ def test_a_crash_mid_collection_loses_nothing_and_duplicates_nothing(
     staged = []
     real_write = Staging.write
 
-    def dying_write(self: Staging, dataset: str, ref: str, batch: pa.RecordBatch) -> None:
-        real_write(self, dataset, ref, batch)
+    def dying_write(
+        self: Staging, dataset: str, ref: str, batch: pa.RecordBatch, nbytes: int | None = None
+    ) -> None:
+        real_write(self, dataset, ref, batch, nbytes)
         staged.append(ref)
         if ref == "object_store.files":
             raise SystemExit("killed")  # after the files were copied and a batch staged
