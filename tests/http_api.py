@@ -57,6 +57,8 @@ CUSTOMERS = {
 class _Api(BaseHTTPRequestHandler):
     hits: Counter[str]
     queries: list[dict[str, list[str]]]
+    protocol_version = "HTTP/1.1"  # keep-alive, as a provider's API
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -77,6 +79,7 @@ class _Api(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         self.server.queries.append({"path": [url.path], **q})  # type: ignore[attr-defined]
+        self.server.clients.add(self.client_address)  # type: ignore[attr-defined]
         hits = self.server.hits  # type: ignore[attr-defined]
         hits[url.path] += 1
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -128,6 +131,7 @@ def serving(tls: ssl.SSLContext | None = None) -> Iterator[ThreadingHTTPServer]:
     server.lock = threading.Lock()  # type: ignore[attr-defined]
     server.flight = server.peak = 0  # type: ignore[attr-defined]
     server.starts = []  # type: ignore[attr-defined]
+    server.clients = set()  # type: ignore[attr-defined]  # (host, port): one a connection
     server.daemon_threads = True
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)

@@ -109,6 +109,32 @@ def test_max_concurrent_requests_in_flight_from_any_number_of_threads(
     )
 
 
+def test_threads_that_come_and_go_reuse_the_pool_s_connections(api: ThreadingHTTPServer) -> None:
+    """A single export reads its sources in threads of its own; each request borrows a
+    handle, and its keep-alive connection, from the connector's pool: twenty exports one
+    after another use one connection, five at once at most five, and no more than
+    ``max_concurrent`` stay open."""
+    conn = conn_to(api, max_concurrent=2)
+    lookup = Lookup("customer", ["cus_b"])
+
+    def export(times: int = 1) -> None:
+        for _ in range(times):
+            assert [b.num_rows for b in conn.fetch(CHARGES_ENTITY, lookup, ["id"])] == [1]
+
+    for _ in range(20):
+        one = threading.Thread(target=export)
+        one.start()
+        one.join()
+    assert len(api.clients) == 1  # type: ignore[attr-defined]
+    several = [threading.Thread(target=export, args=(4,)) for _ in range(5)]
+    for t in several:
+        t.start()
+    for t in several:
+        t.join()
+    assert len(api.clients) <= 1 + 5  # type: ignore[attr-defined]
+    assert len(conn._client._idle) <= 2  # the others were closed when given back
+
+
 def test_requests_per_second_spaces_the_requests_of_a_batch(api: ThreadingHTTPServer) -> None:
     conn = conn_to(api, max_concurrent=8, requests_per_second=50)
     lookups = [Lookup("customer", [f"c{i}"]) for i in range(6)]

@@ -41,6 +41,11 @@ _FAILURES = {
     pycurl.E_SSL_CERTPROBLEM: "TLSError",
 }
 _SELECT_S = 1.0  # longest wait for sockets between two looks at timers
+_NOWHERE = io.BytesIO()  # what an idle handle would write to (nothing comes)
+
+
+def _ignore(_line: bytes) -> None:
+    """An idle handle's header callback."""
 
 
 @dataclass(frozen=True)
@@ -87,19 +92,17 @@ class CurlClient:
         self._next_slot = 0.0  # monotonic time the next request may start
         self._slot_lock = threading.Lock()
         self._sleep = sleep
-        self._local = threading.local()  # each thread's handle for ``get``
-        self._handles: list[pycurl.Curl] = []  # every handle made, to close
         self._multi_lock = threading.Lock()  # one thread drives the multi at a time
         self._multi: pycurl.CurlMulti | None = None
-        self._idle: list[pycurl.Curl] = []  # the multi's handles not in use
+        self._pool_lock = threading.Lock()
+        self._idle: list[pycurl.Curl] = []  # handles not in use, at most max_concurrent
         verify = ssl.get_default_verify_paths()
         self._ca = (verify.cafile, verify.capath)
 
     def close(self) -> None:
-        with self._multi_lock:
-            for handle in self._handles:
+        with self._multi_lock, self._pool_lock:
+            for handle in self._idle:
                 handle.close()
-            self._handles.clear()
             self._idle.clear()
             if self._multi is not None:
                 self._multi.close()
@@ -108,20 +111,22 @@ class CurlClient:
     # -- one request ---------------------------------------------------------------------
 
     def get(self, path: str) -> Answer:
-        """GET ``path`` now (after its pacing slot), in this thread."""
-        handle = getattr(self._local, "handle", None)
-        if handle is None:
-            handle = self._local.handle = self._new_handle()
+        """GET ``path`` now (after its pacing slot), in this thread, on a handle (and
+        its keep-alive connection) from the pool."""
         start = self._reserve_slot()
         wait = start - time.monotonic()
         if wait > 0:
             self._sleep(wait)
-        body, headers = self._prepare(handle, path)
+        handle = self._borrow()
         try:
-            handle.perform()
-        except pycurl.error as exc:
-            return Answer(0, b"", failure=self._failure(handle, exc.args[0]))
-        return self._answer(handle, body, headers)
+            body, headers = self._prepare(handle, path)
+            try:
+                handle.perform()
+            except pycurl.error as exc:
+                return Answer(0, b"", failure=self._failure(handle, exc.args[0]))
+            return self._answer(handle, body, headers)
+        finally:
+            self._give_back(handle)
 
     # -- many requests -------------------------------------------------------------------
 
@@ -135,10 +140,21 @@ class CurlClient:
             return _Run(self, self._multi, jobs).until_done()
 
     def _borrow(self) -> pycurl.Curl:
-        return self._idle.pop() if self._idle else self._new_handle()
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new_handle()
 
     def _give_back(self, handle: pycurl.Curl) -> None:
-        self._idle.append(handle)
+        """Keep the handle for the next request, or close it (and its connection) when
+        ``max_concurrent`` are kept already: threads come and go, connections do not."""
+        with self._pool_lock:
+            if len(self._idle) < self.max_concurrent:
+                handle.setopt(pycurl.WRITEDATA, _NOWHERE)  # the last answer's buffers go
+                handle.setopt(pycurl.HEADERFUNCTION, _ignore)
+                self._idle.append(handle)
+                return
+        handle.close()
 
     # -- shared ----------------------------------------------------------------------------
 
@@ -156,7 +172,6 @@ class CurlClient:
             h.setopt(pycurl.CAINFO, cafile)
         if capath:
             h.setopt(pycurl.CAPATH, capath)
-        self._handles.append(h)
         return h
 
     def _prepare(self, handle: pycurl.Curl, path: str) -> tuple[io.BytesIO, list[bytes]]:
