@@ -39,7 +39,7 @@ def world(size: str, seed: int = 7) -> Path:
 
 def machine_speed(samples: int = 5) -> float:
     """Milliseconds of CPU for a fixed pure-Python loop of a million additions (median
-    of ``samples``). This virtual machine's host moves it between about 70 and 140 ms
+    of ``samples``). This virtual machine's host moves it between about 28 and 55 ms
     from one second to the next; printed beside a figure, it tells which it got."""
     times = []
     for _ in range(samples):
