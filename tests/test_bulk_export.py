@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from engine.bulk.export import SubjectResult, export_batch
@@ -206,3 +207,31 @@ def test_a_batch_reads_each_api_entity_in_one_call_for_all_its_subjects(
     assert len(calls) == len(payments) and sum(calls) > len(payments)
     got = digests(tmp_path / "out")
     assert len(got) == 40 and got == {name: single[name] for name in got}
+
+
+class _Recorder:
+    """Stands in for an EntityReader: what is staged, with what it is charged."""
+
+    def __init__(self) -> None:
+        self.staged: list[tuple[list[int], int]] = []
+
+    def stage(self, batch: pa.RecordBatch, nbytes: int) -> None:
+        self.staged.append((batch.column("n").to_pylist(), nbytes))
+
+
+def test_stage_slices_hands_each_subject_its_rows_and_its_share() -> None:
+    """One take for the batch's subjects, a slice each, charged in proportion to its
+    rows; subjects with no rows (all of them, too) are no error."""
+    from engine.bulk.extract import _stage_slices
+    from engine.staging import held_bytes
+
+    norm = pa.record_batch({"n": list(range(10))})
+    a, b, c = _Recorder(), _Recorder(), _Recorder()
+    _stage_slices(norm, [(a, [7, 1]), (b, []), (c, [3, 4, 5, 9])])  # type: ignore[list-item]
+    taken = held_bytes(norm.take(pa.array([7, 1, 3, 4, 5, 9])))
+    assert a.staged == [([7, 1], taken * 2 // 6)]
+    assert b.staged == [([], 0)]
+    assert c.staged == [([3, 4, 5, 9], taken * 4 // 6)]
+    nobody = _Recorder()
+    _stage_slices(norm, [(nobody, [])])  # type: ignore[list-item]
+    assert nobody.staged == []

@@ -507,6 +507,8 @@ def _stage_slices(norm: pa.RecordBatch, members: list[tuple[EntityReader, list[i
     a slice for each (a slice costs 2 us where a take of its own cost 45). A slice keeps
     the whole taken batch alive, so each is charged its share of that batch's memory."""
     order = [i for _, idx in members for i in idx]
+    if not order:  # nobody's rows: nothing to stage
+        return
     taken = norm.take(pa.array(order, pa.int64()))
     size, start = held_bytes(taken), 0
     for reader, idx in members:
