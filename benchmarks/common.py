@@ -23,14 +23,17 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
 
 
 def world(size: str, seed: int = 7) -> Path:
-    """A demo world of that size under var/bench, built once and reused."""
+    """A demo world of that size (its CRM in SQLite) under var/bench, built once and
+    reused. A world found there with its CRM elsewhere (PostgreSQL, as bench_bulk's
+    once shared this folder) is built again."""
     from demo_world.build import build_world
 
     root = BENCH_DIR / f"world-{size}"
     meta = root / "world.json"
     if meta.exists():
         info = json.loads(meta.read_text())
-        if info.get("seed") == seed and info.get("size") == size:
+        sqlite_crm = "CRM_DATABASE_URL=sqlite" in (root / "world.env").read_text()
+        if info.get("seed") == seed and info.get("size") == size and sqlite_crm:
             return root
     print(f"building the {size} world in {root} (once)", flush=True)
     build_world(root, seed=seed, size=size)

@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 from benchmarks import bench_api, bench_bulk, bench_latency, bench_memory, bench_validate
 from benchmarks.common import ROOT
@@ -24,10 +29,21 @@ GOALS = {
 }
 
 
+def _fresh_process(module: ModuleType) -> dict:
+    """A benchmark's figures from a process of its own: one that measures its own
+    process tree's memory would count what the benchmarks before it left in this one
+    (1.9 instead of 1.1 GB for the bulk export)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.json"
+        cmd = [sys.executable, "-m", module.__name__, "--figures", str(out)]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        return json.loads(out.read_text())
+
+
 def main() -> None:
     figures = [bench_validate.main(), bench_latency.main(), bench_memory.main()]
     figures += bench_api.main([])
-    figures.append(bench_bulk.main([]))
+    figures.append(_fresh_process(bench_bulk))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
