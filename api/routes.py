@@ -24,7 +24,7 @@ from api.errors import ApiError, Detail, bad_request, not_found
 from api.settings import API_PREFIX, API_VERSION
 from api.status import rfc3339
 from api.validation import IDENTITY_TYPES, parse_submission
-from request_store import InvalidTransition, RequestError, State, StoredRequest
+from request_store import InvalidTransition, RequestError, RequestSpec, State, StoredRequest
 
 router = APIRouter(prefix=API_PREFIX)
 
@@ -123,9 +123,9 @@ def submit(
         services.settings.processor_domain,
     )  # fmt: skip
     try:
-        req, created = services.store.submit(
-            request_type=sub.request_type,
-            identities=sub.identities,
+        spec = RequestSpec(
+            sub.request_type,
+            sub.identities,
             channel="portal",
             controller=portal,
             external_id=sub.subject_request_id,
@@ -135,6 +135,7 @@ def submit(
             request_digest=digest,
             **options,
         )
+        req, created = services.store.submit(spec)
     except RequestError as exc:  # the engine's checks: its message names no value
         raise bad_request(str(exc)) from None
     if not created and req.request_digest and not hmac.compare_digest(req.request_digest, digest):

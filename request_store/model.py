@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.request import ExportRequest, Identity, RequestError
+from engine.request import FORMATS, ExportRequest, Identity, RequestError
 from request_store import deadlines
 
 
@@ -282,58 +282,81 @@ def as_identity(n: int, value: object) -> Identity:
     return Identity(value.type, v)
 
 
+@dataclass(frozen=True)
+class RequestSpec:
+    """What a new request asks for, as submitted: checked by :func:`new_request_values`
+    when the store takes it (``RequestStore.submit``, subscriptions, organisation
+    exports). Neither the identities nor the transfer secret are in its repr.
+
+    ``request_digest`` (64 hex digits) is kept and handed back on a repeat, so that the
+    caller can tell a retry of the same body from a changed one (the API stores a keyed
+    HMAC there, never a plain hash of the body, which holds identities).
+    ``max_part_bytes`` (default 2 GB) splits a larger archive into parts;
+    ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them;
+    ``transfer_to`` names a direct transfer's recipient and ``transfer_secret`` is its
+    sealed credential (request_store/sealing.py), deleted when the request closes.
+    ``lane`` is "single" (the sensor launches its run at once) or "bulk" (it waits for
+    the nightly batch); ``batch_ref`` names the subscription or organisation export
+    that issued it."""
+
+    request_type: str
+    identities: Sequence[Identity] = field(repr=False)
+    formats: Sequence[str] = FORMATS
+    channel: str = "portal"
+    controller: str = DEFAULT_CONTROLLER
+    external_id: str | None = None
+    regulation: str = "gdpr"
+    submitted_at: datetime | None = None
+    callback_urls: Sequence[str] = ()
+    request_digest: str | None = None
+    max_part_bytes: int | None = None
+    encrypt_to: Sequence[str] = ()
+    transfer_to: str | None = None
+    transfer_secret: str | None = field(default=None, repr=False)
+    lane: str = "single"
+    batch_ref: str | None = None
+
+
 def new_request_values(
-    request_id: str,
-    now: datetime,
-    request_type: str,
-    identities: Sequence[Identity],
-    formats: Sequence[str],
-    *,
-    channel: str,
-    controller: str,
-    external_id: str | None,
-    regulation: str,
-    submitted_at: datetime | None,
-    callback_urls: Sequence[str],
-    request_digest: str | None = None,
-    max_part_bytes: int | None = None,
-    encrypt_to: Sequence[str] = (),
-    transfer_to: str | None = None,
-    lane: str = "single",
-    batch_ref: str | None = None,
+    request_id: str, now: datetime, spec: RequestSpec
 ) -> tuple[dict[str, Any], tuple[Identity, ...]]:
-    """Check a submission (see RequestStore.submit); return the ``requests`` row and the
-    identities. The engine's ExportRequest does the identity, type and format checks, so
-    the store accepts exactly what the engine can run."""
-    options: dict[str, Any] = {"encrypt_to": tuple(encrypt_to)}
-    if max_part_bytes is not None:
-        options["max_part_bytes"] = max_part_bytes
-    idents, fmts = check_subject(request_id, request_type, identities, formats, now, **options)
+    """Check a submission; return the ``requests`` row and the identities. The engine's
+    ExportRequest does the identity, type and format checks, so the store accepts
+    exactly what the engine can run."""
+    q = spec
+    options: dict[str, Any] = {"encrypt_to": tuple(q.encrypt_to)}
+    if q.max_part_bytes is not None:
+        options["max_part_bytes"] = q.max_part_bytes
+    idents, fmts = check_subject(
+        request_id, q.request_type, q.identities, q.formats, now, **options
+    )
+    batch_ref = q.batch_ref
     if batch_ref is not None:
         batch_ref = required_text(batch_ref, "batch reference", 64)
-    submitted = aware(submitted_at or now, "submitted_at")
+    submitted = aware(q.submitted_at or now, "submitted_at")
+    external_id = q.external_id
     if external_id is not None:
         external_id = required_text(external_id, "external id", 128)
     row = dict(
         request_id=request_id,
-        controller=required_text(controller, "controller", 128),
+        controller=required_text(q.controller, "controller", 128),
         external_id=external_id,
-        channel=check_choice(channel, CHANNELS, "channel"),
-        request_type=request_type,
-        regulation=check_choice(regulation, REGULATIONS, "regulation"),
+        channel=check_choice(q.channel, CHANNELS, "channel"),
+        request_type=q.request_type,
+        regulation=check_choice(q.regulation, REGULATIONS, "regulation"),
         formats=",".join(fmts),
         submitted_at=submitted,
         received_at=now,
         # the legal month runs from submission, unless the submitter's clock ran ahead
         deadline=deadlines.legal_deadline(min(submitted, now)),
         state=State.RECEIVED.value,
-        callback_urls=list(check_urls(callback_urls)),
+        callback_urls=list(check_urls(q.callback_urls)),
         updated_at=now,
-        request_digest=check_digest(request_digest),
-        max_part_bytes=max_part_bytes,
-        encrypt_to=json.dumps(list(encrypt_to)) if encrypt_to else None,
-        transfer_to=check_recipient(transfer_to, request_type),
-        lane=check_choice(lane, LANES, "lane"),
+        request_digest=check_digest(q.request_digest),
+        max_part_bytes=q.max_part_bytes,
+        encrypt_to=json.dumps(list(q.encrypt_to)) if q.encrypt_to else None,
+        transfer_to=check_recipient(q.transfer_to, q.request_type),
+        lane=check_choice(q.lane, LANES, "lane"),
         batch_ref=batch_ref,
     )
     return row, idents

@@ -40,6 +40,7 @@ from request_store.model import (
     BatchEvent,
     BatchNotFound,
     InvalidBatchTransition,
+    RequestSpec,
     State,
 )
 from request_store.store import NewRequest, RequestStore, insert_request, prepare_request
@@ -212,11 +213,11 @@ class OrganisationExports:
         if isinstance(member, (str, bytes, Identity)):
             raise RequestError(f"member {n}: must be a list of identities")
         try:
-            return prepare_request(
-                at, request_type=export.request_type, identities=member,
-                formats=export.formats, channel="organisation", controller=export.controller,
-                lane="bulk", batch_ref=export.export_id,
+            spec = RequestSpec(
+                export.request_type, member, export.formats, channel="organisation",
+                controller=export.controller, lane="bulk", batch_ref=export.export_id,
             )  # fmt: skip
+            return prepare_request(at, spec)
         except RequestError as err:  # the engine's messages name what, never a value
             raise RequestError(f"member {n}: {err}") from None
 

@@ -14,14 +14,14 @@ issue commit together or not at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import sqlalchemy as sa
 
-from engine.request import FORMATS, ExportRequest, Identity, RequestError, new_request_id
+from engine.request import ExportRequest, Identity, RequestError, new_request_id
 from request_store import deadlines
 from request_store import model as m
 from request_store import tables as t
@@ -31,6 +31,7 @@ from request_store.model import (
     DeadlineView,
     ExtensionRefused,
     InvalidTransition,
+    RequestSpec,
     State,
     StoredRequest,
 )
@@ -55,47 +56,22 @@ class NewRequest:
         return str(self.row["request_id"])
 
 
-def prepare_request(
-    now: datetime,
-    *,
-    request_type: str,
-    identities: Sequence[Identity],
-    formats: Sequence[str] = FORMATS,
-    channel: str = "portal",
-    controller: str = DEFAULT_CONTROLLER,
-    external_id: str | None = None,
-    regulation: str = "gdpr",
-    submitted_at: datetime | None = None,
-    callback_urls: Sequence[str] = (),
-    request_digest: str | None = None,
-    max_part_bytes: int | None = None,
-    encrypt_to: Sequence[str] = (),
-    transfer_to: str | None = None,
-    transfer_secret: str | None = None,
-    lane: str = "single",
-    batch_ref: str | None = None,
-) -> NewRequest:
-    """Check a submission received at ``now`` (see RequestStore.submit) and give it a
-    new opaque id; raises RequestError naming what is wrong, never a value."""
-    row, idents = m.new_request_values(
-        new_request_id(), now, request_type, identities, formats, channel=channel,
-        controller=controller, external_id=external_id, regulation=regulation,
-        submitted_at=submitted_at, callback_urls=callback_urls,
-        request_digest=request_digest, max_part_bytes=max_part_bytes,
-        encrypt_to=encrypt_to, transfer_to=transfer_to, lane=lane, batch_ref=batch_ref,
-    )  # fmt: skip
-    if transfer_secret is not None and not transfer_to:
+def prepare_request(now: datetime, spec: RequestSpec) -> NewRequest:
+    """Check a submission received at ``now`` and give it a new opaque id; raises
+    RequestError naming what is wrong, never a value."""
+    row, idents = m.new_request_values(new_request_id(), now, spec)
+    if spec.transfer_secret is not None and not spec.transfer_to:
         raise RequestError("a transfer secret needs a transfer recipient")
     types = ",".join(i.type for i in idents)
-    detail = f"channel {channel}, {request_type}, formats {row['formats']}, identities "
-    detail += f"{types}, deadline {row['deadline']:%Y-%m-%d}"
-    if transfer_to:
-        detail += f", transfer to {transfer_to}"
+    detail = f"channel {row['channel']}, {row['request_type']}, formats {row['formats']}, "
+    detail += f"identities {types}, deadline {row['deadline']:%Y-%m-%d}"
+    if row["transfer_to"]:
+        detail += f", transfer to {row['transfer_to']}"
     if row["lane"] != "single":
         detail += f", lane {row['lane']}"
     if row["batch_ref"]:
         detail += f", batch {row['batch_ref']}"
-    return NewRequest(row, idents, detail, transfer_secret)
+    return NewRequest(row, idents, detail, spec.transfer_secret)
 
 
 def insert_request(conn: sa.Connection, new: NewRequest, actor: str) -> StoredRequest:
@@ -148,53 +124,15 @@ class RequestStore:
 
     # -- writing ---------------------------------------------------------------------
 
-    def submit(
-        self,
-        *,
-        request_type: str,
-        identities: Sequence[Identity],
-        formats: Sequence[str] = FORMATS,
-        channel: str = "portal",
-        controller: str = DEFAULT_CONTROLLER,
-        external_id: str | None = None,
-        regulation: str = "gdpr",
-        submitted_at: datetime | None = None,
-        callback_urls: Sequence[str] = (),
-        actor: str | None = None,
-        request_digest: str | None = None,
-        max_part_bytes: int | None = None,
-        encrypt_to: Sequence[str] = (),
-        transfer_to: str | None = None,
-        transfer_secret: str | None = None,
-        lane: str = "single",
-    ) -> tuple[StoredRequest, bool]:
-        """Store a new request; returns (request, created). An external id the controller
-        already used returns that request with created=False (OpenDSR idempotency).
-
-        ``request_digest`` (64 hex digits, optional) is kept with the request and handed
-        back on a repeat, so that the caller can tell a retry of the same body from a
-        changed one; the API stores a keyed HMAC there, never a plain hash of the body
-        (which holds identities).
-
-        ``max_part_bytes`` (default 2 GB) splits a larger archive into parts;
-        ``encrypt_to`` (age or SSH public keys) encrypts what is delivered to them;
-        ``transfer_to`` names a direct transfer's recipient, and ``transfer_secret`` is
-        its sealed credential (request_store/sealing.py), deleted when the request
-        closes.
-
-        ``lane`` is "single" (the sensor launches its run at once) or "bulk" (it waits
-        for the nightly batch: see list_waiting)."""
-        new = prepare_request(
-            self._now(), request_type=request_type, identities=identities,
-            formats=formats, channel=channel, controller=controller,
-            external_id=external_id, regulation=regulation, submitted_at=submitted_at,
-            callback_urls=callback_urls, request_digest=request_digest,
-            max_part_bytes=max_part_bytes, encrypt_to=encrypt_to, transfer_to=transfer_to,
-            transfer_secret=transfer_secret, lane=lane,
-        )  # fmt: skip
+    def submit(self, spec: RequestSpec, *, actor: str | None = None) -> tuple[StoredRequest, bool]:
+        """Store a new request (``RequestSpec`` tells what each field does); returns
+        (request, created). An external id the controller already used returns that
+        request with created=False (OpenDSR idempotency). ``actor`` (default: the
+        channel) is named in the "received" event."""
+        new = prepare_request(self._now(), spec)
         try:
             with self._writer.begin() as conn:
-                return insert_request(conn, new, actor or channel), True
+                return insert_request(conn, new, actor or spec.channel), True
         except sa.exc.IntegrityError:  # the unique (controller, external_id): a repeat
             external = new.row["external_id"]
             existing = external and self.find_external(external, new.row["controller"])

@@ -40,6 +40,7 @@ from request_store.model import (
     BatchEvent,
     BatchNotFound,
     InvalidBatchTransition,
+    RequestSpec,
 )
 from request_store.store import RequestStore, insert_request, prepare_request
 
@@ -250,11 +251,11 @@ class Subscriptions:
             if conn.execute(cas.values(values)).rowcount != 1:
                 return None, False  # another process won this occurrence
             idents = t.fetch_subscription_identities(conn, subscription_id)
-            new = prepare_request(
-                at, request_type=sub.request_type, identities=idents, formats=sub.formats,
-                channel="subscription", controller=sub.controller, lane="bulk",
-                batch_ref=subscription_id,
+            spec = RequestSpec(
+                sub.request_type, idents, sub.formats, channel="subscription",
+                controller=sub.controller, lane="bulk", batch_ref=subscription_id,
             )  # fmt: skip
+            new = prepare_request(at, spec)
             request = insert_request(conn, new, actor)
             detail = f"export {k}, due {sub.next_due:%Y-%m-%d}, request {request.request_id}"
             if not ended:

@@ -23,7 +23,7 @@ import pytest
 from dagster import DagsterInstance
 
 from demo_world.envfile import write_env
-from request_store import Identity, RequestStore
+from request_store import Identity, RequestSpec, RequestStore
 from tests.world_fixtures import Demo, edge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,9 @@ def export_one(instance: DagsterInstance, env: Mapping[str, str], email: str) ->
             mp.setenv(key, value)
         with RequestStore.open(env["PORTABILITY_REQUEST_STORE"]) as store:
             req, _ = store.submit(
-                request_type="access", identities=[Identity("email", email)], channel="dpo"
+                RequestSpec(
+                    request_type="access", identities=[Identity("email", email)], channel="dpo"
+                )
             )
         rid = req.request_id
         instance.add_dynamic_partitions(PARTITIONS, [rid])

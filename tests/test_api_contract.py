@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from api.keys import self_signed
 from api.models import SUBJECT_IDENTITY_SCHEMA, subject_request_schema
 from api.signing import verify
 from engine.request import email_sha256
-from request_store import Identity, RequestStore, State
+from request_store import Identity, RequestSpec, RequestStore, State
 from tests import api_fixtures
 from tests.api_fixtures import (
     DOMAIN_HEADER,
@@ -795,16 +796,15 @@ def test_the_store_adds_the_digest_column_to_an_older_database(tmp_path: Path) -
         conn.exec_driver_sql("ALTER TABLE requests DROP COLUMN request_digest")
     engine.dispose()
     with RequestStore.open(db) as store:
-        req, created = store.submit(
-            request_type="access", identities=[Identity("email", SECRET_EMAIL)],
-            external_id="x-1", controller="p", request_digest="AB" * 32,
-        )  # fmt: skip
+        spec = RequestSpec(
+            "access", [Identity("email", SECRET_EMAIL)], external_id="x-1", controller="p"
+        )
+        req, created = store.submit(replace(spec, request_digest="AB" * 32))
         assert created and req.request_digest == "ab" * 32
-        again, created = store.submit(
-            request_type="access", identities=[Identity("email", SECRET_EMAIL)],
-            external_id="x-1", controller="p", request_digest="cd" * 32,
-        )  # fmt: skip
+        again, created = store.submit(replace(spec, request_digest="cd" * 32))
         assert not created and again.request_digest == "ab" * 32  # the first one's
-        old, _ = store.submit(request_type="access", identities=[Identity("email", SECRET_EMAIL)])
+        old, _ = store.submit(
+            RequestSpec(request_type="access", identities=[Identity("email", SECRET_EMAIL)])
+        )
         assert old.request_digest is None
         assert "request_digest" not in repr(old)

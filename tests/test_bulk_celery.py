@@ -22,7 +22,7 @@ import yaml
 from engine.request import Identity
 from exporters.delivery import file_sha256
 from pipelines.defs.bulk.schedules import bulk_run_config
-from request_store import RequestStore, State
+from request_store import RequestSpec, RequestStore, State
 from tests.celery_workers import REDIS_URL, VENV_BIN, Workers, purge
 from tests.world_fixtures import Demo
 
@@ -60,9 +60,9 @@ def test_batches_run_on_two_celery_workers(demo: Demo, tmp_path: Path) -> None:
         ]
     with RequestStore.open(home / "requests.sqlite") as store:
         ids = [
-            store.submit(request_type="access", identities=[Identity("email", e)], lane="bulk")[
-                0
-            ].request_id
+            store.submit(
+                RequestSpec(request_type="access", identities=[Identity("email", e)], lane="bulk")
+            )[0].request_id
             for e in emails
         ]
     # the instance's tables exist before several processes open it at once

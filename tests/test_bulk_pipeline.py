@@ -24,7 +24,7 @@ from pipelines.defs.bulk.schedules import (
     recurring_exports,
 )
 from pipelines.lib.settings import PortabilityResource
-from request_store import OrganisationExports, State, Subscriptions
+from request_store import OrganisationExports, RequestSpec, State, Subscriptions
 from tests.location_fixtures import Location
 from tests.world_fixtures import Demo, edge
 
@@ -38,7 +38,7 @@ def people(demo: Demo, n: int) -> list[str]:
 
 def bulk(loc: Location, email: str) -> str:
     req, _ = loc.store.submit(
-        request_type="access", identities=[Identity("email", email)], lane="bulk"
+        RequestSpec(request_type="access", identities=[Identity("email", email)], lane="bulk")
     )
     return req.request_id
 
@@ -78,7 +78,7 @@ def test_nightly_run_exports_the_waiting_bulk_requests_in_batches(
     emails = [*people(demo, 7), edge(demo, "shared_org_member")["emails"][0]]
     ids = [bulk(location, e) for e in emails]
     portal, _ = location.store.submit(
-        request_type="access", identities=[Identity("email", emails[0])]
+        RequestSpec(request_type="access", identities=[Identity("email", emails[0])])
     )
     sensor = location.sensor_tick()  # the per-request sensor leaves the bulk lane alone
     assert [r.partition_key for r in sensor.run_requests] == [portal.request_id]

@@ -25,6 +25,7 @@ from request_store import (
     BatchNotFound,
     InvalidBatchTransition,
     OrganisationExports,
+    RequestSpec,
     RequestStore,
     State,
     StoredRequest,
@@ -67,7 +68,8 @@ def store(store_url: str, clock: Clock) -> Iterator[RequestStore]:
 def submit(store: RequestStore, **kw: object) -> StoredRequest:
     kw.setdefault("request_type", "access")
     kw.setdefault("identities", IDENTITIES)
-    return store.submit(**kw)[0]  # type: ignore[arg-type]
+    actor = kw.pop("actor", None)
+    return store.submit(RequestSpec(**kw), actor=actor)[0]  # type: ignore[arg-type]
 
 
 def raw_rows(url: str, *tables: str) -> list[str]:

@@ -17,7 +17,7 @@ from pipelines.definitions import build_definitions
 from pipelines.defs.deadlines.assets import deadlines_daily, request_deadlines
 from pipelines.defs.requests.dpo import purge_registration_runs
 from pipelines.lib.settings import PortabilityResource
-from request_store import RequestStore, State
+from request_store import RequestSpec, RequestStore, State
 from tests.location_fixtures import Location
 from tests.world_fixtures import Demo, edge
 
@@ -34,7 +34,7 @@ def test_the_code_location_loads_as_dagster_loads_it() -> None:
 
 def submit(loc: Location, email: str, channel: str = "portal") -> str:
     req, _ = loc.store.submit(
-        request_type="access", identities=[Identity("email", email)], channel=channel
+        RequestSpec(request_type="access", identities=[Identity("email", email)], channel=channel)
     )
     return req.request_id
 
@@ -217,9 +217,11 @@ def test_deadlines_are_flagged_in_the_catalog(demo: Demo, location: Location) ->
     now = datetime.now(UTC)
     for days_ago in (26, 40):  # due soon (day 26 of the month), overdue
         location.store.submit(
-            request_type="access",
-            identities=[Identity("email", edge(demo, "no_payments")["emails"][0])],
-            submitted_at=now - timedelta(days=days_ago),
+            RequestSpec(
+                request_type="access",
+                identities=[Identity("email", edge(demo, "no_payments")["emails"][0])],
+                submitted_at=now - timedelta(days=days_ago),
+            )
         )
     result = dg.materialize(
         [request_deadlines],

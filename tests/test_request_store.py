@@ -25,6 +25,7 @@ from request_store import (
     ExtensionRefused,
     InvalidTransition,
     RequestNotFound,
+    RequestSpec,
     RequestStore,
     State,
     StoredRequest,
@@ -55,7 +56,8 @@ def store(store_url: str, clock: Clock) -> Iterator[RequestStore]:
 def submit(store: RequestStore, **kw: object) -> StoredRequest:
     kw.setdefault("request_type", "access")
     kw.setdefault("identities", IDENTITIES)
-    return store.submit(**kw)[0]  # type: ignore[arg-type]
+    actor = kw.pop("actor", None)
+    return store.submit(RequestSpec(**kw), actor=actor)[0]  # type: ignore[arg-type]
 
 
 def raw_count(url: str, table: str, request_id: str) -> int:
@@ -72,7 +74,7 @@ def raw_count(url: str, table: str, request_id: str) -> int:
 
 
 def test_submit_stores_an_opaque_request_with_its_deadline(store: RequestStore) -> None:
-    req, created = store.submit(request_type="portability", identities=IDENTITIES)
+    req, created = store.submit(RequestSpec(request_type="portability", identities=IDENTITIES))
     assert created
     assert uuid.UUID(req.request_id).version == 4
     assert req.state is State.RECEIVED and req.seq >= 1 and req.attempts == 0
@@ -82,6 +84,15 @@ def test_submit_stores_an_opaque_request_with_its_deadline(store: RequestStore) 
     assert store.get(req.request_id) == req
     assert store.identities(req.request_id) == IDENTITIES
     assert [e.event for e in store.events(req.request_id)] == ["received"]
+
+
+def test_a_request_spec_shows_neither_identities_nor_secret() -> None:
+    """A spec may end up in a log line or a traceback's locals: its repr names the
+    request's fields but never the subject's identities or a transfer credential."""
+    spec = RequestSpec("access", IDENTITIES, transfer_to="initech", transfer_secret="s3cr3t")
+    shown = repr(spec) + str(spec)
+    assert "access" in shown and "initech" in shown
+    assert SECRET_EMAIL not in shown and SECRET_ID not in shown and "s3cr3t" not in shown
 
 
 def test_the_legal_clock_starts_at_submission_but_never_in_the_future(
@@ -96,9 +107,11 @@ def test_the_legal_clock_starts_at_submission_but_never_in_the_future(
 
 def test_the_same_external_id_is_one_request(store: RequestStore) -> None:
     ext = str(uuid.uuid4())
-    first, created = store.submit(request_type="access", identities=IDENTITIES, external_id=ext)
+    first, created = store.submit(
+        RequestSpec(request_type="access", identities=IDENTITIES, external_id=ext)
+    )
     again, created_again = store.submit(
-        request_type="portability", identities=IDENTITIES[:1], external_id=ext
+        RequestSpec(request_type="portability", identities=IDENTITIES[:1], external_id=ext)
     )
     assert created and not created_again and again == first
     assert store.find_external(ext) == first

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from exporters.delivery import LocalFolderDelivery
 from exporters.s3_delivery import S3Delivery
-from request_store import DeliveredPart, Deliveries, Identity, RequestStore
+from request_store import DeliveredPart, Deliveries, Identity, RequestSpec, RequestStore
 from request_store.retention import apply_retention
 from tests.clock import Clock
 
@@ -35,7 +35,9 @@ def store(tmp_path: Path, clock: Clock) -> Iterator[RequestStore]:
 
 def completed(store: RequestStore, delivery, tmp: Path, days: int | None, n: int = 1) -> str:
     """A request completed with ``n`` delivered parts kept ``days`` days (None: theirs)."""
-    req, _ = store.submit(request_type="access", identities=[Identity("email", "a@b.example")])
+    req, _ = store.submit(
+        RequestSpec(request_type="access", identities=[Identity("email", "a@b.example")])
+    )
     rid = req.request_id
     store.claim(rid)
     parts = []
@@ -96,7 +98,9 @@ def test_staging_areas_of_closed_or_unknown_requests_are_removed(
     staging = tmp_path / "staging"
     folder = LocalFolderDelivery(tmp_path / "exports")
     closed = completed(store, folder, tmp_path, days=30)
-    running, _ = store.submit(request_type="access", identities=[Identity("email", "c@d.example")])
+    running, _ = store.submit(
+        RequestSpec(request_type="access", identities=[Identity("email", "c@d.example")])
+    )
     store.claim(running.request_id)
     for name in (closed, running.request_id, "not-a-request"):
         (staging / name / "state").mkdir(parents=True)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from demo_world.envfile import read_env
-from request_store import Identity, RequestStore
+from request_store import Identity, RequestSpec, RequestStore
 from tests.dagster_fixtures import ROOT, dagster_home, free_port, graphql, tail, wait_until_loaded
 
 RUN = "query ($runId: ID!) { runOrError(runId: $runId) { ... on Run { status jobName } } }"
@@ -129,7 +129,9 @@ def test_serve_runs_the_ui_and_the_daemon_exports_a_request_and_stops_on_ctrl_c(
         email = json.loads((world / "world.json").read_text())["edge_cases"]["multi_account"]
         with RequestStore.open(home / "requests.sqlite") as store:
             req, _ = store.submit(
-                request_type="access", identities=[Identity("email", email["emails"][0])]
+                RequestSpec(
+                    request_type="access", identities=[Identity("email", email["emails"][0])]
+                )
             )
         run_id = delivered_by(url, req.request_id)
         assert run_id, f"request {req.request_id} was not delivered:\n{tail(log)}"

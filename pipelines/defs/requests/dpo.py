@@ -14,6 +14,7 @@ from pydantic import Field
 from engine.request import FORMATS, IDENTITY_TYPES, Identity
 from pipelines.lib.failures import safe_failures
 from pipelines.lib.settings import PortabilityResource
+from request_store import RequestSpec
 
 DPO = "dpo:dagster-ui"
 
@@ -37,13 +38,13 @@ def register_request_op(
     portability: PortabilityResource,
 ) -> None:
     with safe_failures("register"), portability.open_store() as store:
-        req, _ = store.submit(
-            request_type=config.request_type,
-            identities=[Identity(config.identity_type, config.identity_value)],
-            formats=config.formats,
+        spec = RequestSpec(
+            config.request_type,
+            [Identity(config.identity_type, config.identity_value)],
+            config.formats,
             channel="dpo",
-            actor=DPO,
         )
+        req, _ = store.submit(spec, actor=DPO)
     context.log.info(
         f"registered request {req.request_id}: its export starts within a minute "
         f"(asset catalog, partition {req.request_id}); legal deadline {req.due:%Y-%m-%d}"
